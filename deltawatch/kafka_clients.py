@@ -1,0 +1,96 @@
+"""Factories for confluent-kafka clients, so every client gets the same base configuration.
+
+``DELTAWATCH_KAFKA_CONFIG`` (security, SASL, TLS …) is merged into every producer, consumer and
+admin client; the per-use settings that correctness depends on (idempotence, isolation level,
+manual commits) are applied *after* it so that an operator's extra properties cannot silently
+turn them off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+from confluent_kafka.admin import AdminClient
+
+from deltawatch.settings import CommonSettings
+
+
+def base_config(settings: CommonSettings) -> dict[str, Any]:
+    config: dict[str, Any] = {"bootstrap.servers": settings.kafka_bootstrap_servers}
+    config.update(settings.kafka_config)
+    return config
+
+
+def make_producer(
+    settings: CommonSettings,
+    *,
+    transactional_id: str | None = None,
+    client_id: str = "deltawatch",
+    **overrides: Any,
+) -> Producer:
+    """An idempotent producer; transactional when ``transactional_id`` is given."""
+    config = base_config(settings)
+    config.update(
+        {
+            "client.id": client_id,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "compression.type": "zstd",
+            "message.max.bytes": 16 * 1024 * 1024,
+        }
+    )
+    if transactional_id:
+        config["transactional.id"] = transactional_id
+        config["transaction.timeout.ms"] = 60000
+    config.update(overrides)
+    return Producer(config)
+
+
+def make_consumer(
+    settings: CommonSettings,
+    group_id: str,
+    *,
+    read_committed: bool = True,
+    client_id: str = "deltawatch",
+    **overrides: Any,
+) -> Consumer:
+    """A consumer with manual offset management and ``read_committed`` isolation by default."""
+    config = base_config(settings)
+    config.update(
+        {
+            "group.id": group_id,
+            "client.id": client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+            "partition.assignment.strategy": "cooperative-sticky",
+            "fetch.message.max.bytes": 16 * 1024 * 1024,
+        }
+    )
+    config.update(overrides)
+    return Consumer(config)
+
+
+def make_reader(settings: CommonSettings, *, client_id: str = "deltawatch-reader") -> Consumer:
+    """A group-less consumer for ``assign()``-based reads (state restore, tailing)."""
+    config = base_config(settings)
+    config.update(
+        {
+            "group.id": f"{client_id}-unused",
+            "client.id": client_id,
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "isolation.level": "read_committed",
+            "enable.partition.eof": True,
+            "fetch.message.max.bytes": 16 * 1024 * 1024,
+        }
+    )
+    return Consumer(config)
+
+
+def make_admin(settings: CommonSettings) -> AdminClient:
+    return AdminClient(base_config(settings))

@@ -1,0 +1,261 @@
+"""Configuration from the environment (CONTRACT §2 and §3), one settings class per worker.
+
+Every worker reads the same shared block (Kafka, topics, cluster, logging) and adds its own.
+A bad value must stop the worker at start with one line that names the *environment variable*
+(not the Python field) and says why, so :func:`load_settings` turns pydantic's multi-line
+report into :class:`SettingsError` with exactly that line.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from typing import Annotated, Any, Literal, TypeVar
+
+from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_RESOURCE_TYPES = (
+    "v1/Pod,v1/Service,v1/ConfigMap,v1/PersistentVolumeClaim,apps/v1/Deployment,"
+    "apps/v1/StatefulSet,apps/v1/DaemonSet,apps/v1/ReplicaSet,batch/v1/Job"
+)
+
+
+class SettingsError(Exception):
+    """A configuration value is unusable; the message is one line naming the variable."""
+
+
+class GroupVersionKind(BaseModel):
+    """A Kubernetes kind as ``group/version/Kind`` (``v1/Kind`` for the core group)."""
+
+    model_config = {"frozen": True}
+
+    group: str
+    version: str
+    kind: str
+
+    @classmethod
+    def parse(cls, text: str) -> GroupVersionKind:
+        parts = text.strip().split("/")
+        if len(parts) == 2 and all(parts):
+            return cls(group="", version=parts[0], kind=parts[1])
+        if len(parts) == 3 and all(parts):
+            return cls(group=parts[0], version=parts[1], kind=parts[2])
+        raise ValueError(f"{text!r} is not group/version/Kind or v1/Kind")
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    def __str__(self) -> str:
+        return f"{self.api_version}/{self.kind}"
+
+
+def _env(name: str) -> Any:
+    """Field alias that reads exactly the contract's variable name."""
+    return AliasChoices(name)
+
+
+class CommonSettings(BaseSettings):
+    """What every worker reads: Kafka, topics, identity, logging, HTTP port."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="", case_sensitive=True, extra="ignore", populate_by_name=True
+    )
+
+    kafka_bootstrap_servers: str = Field(
+        "localhost:9092", validation_alias=_env("KAFKA_BOOTSTRAP_SERVERS"), min_length=1
+    )
+    kafka_config: Annotated[dict[str, str | int | float | bool], NoDecode] = Field(
+        default_factory=dict, validation_alias=_env("DELTAWATCH_KAFKA_CONFIG")
+    )
+    schema_registry_url: str | None = Field(
+        None, validation_alias=_env("DELTAWATCH_SCHEMA_REGISTRY_URL")
+    )
+    cluster: str = Field(
+        "default", validation_alias=_env("DELTAWATCH_CLUSTER"), min_length=1, pattern=r"^[^/\s]+$"
+    )
+    http_port: int = Field(0, validation_alias=_env("DELTAWATCH_HTTP_PORT"), ge=0, le=65535)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = Field(
+        "INFO", validation_alias=_env("DELTAWATCH_LOG_LEVEL")
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", validation_alias=_env("DELTAWATCH_LOG_FORMAT")
+    )
+    partitions: int = Field(6, validation_alias=_env("DELTAWATCH_PARTITIONS"), ge=1, le=10000)
+    heartbeat_s: float = Field(30.0, validation_alias=_env("DELTAWATCH_HEARTBEAT_S"), gt=0)
+
+    commands_topic: str = Field(
+        "deltawatch.subscription-commands", validation_alias=_env("DELTAWATCH_COMMANDS_TOPIC")
+    )
+    command_results_topic: str = Field(
+        "deltawatch.subscription-command-results",
+        validation_alias=_env("DELTAWATCH_COMMAND_RESULTS_TOPIC"),
+    )
+    subscriptions_topic: str = Field(
+        "deltawatch.subscriptions", validation_alias=_env("DELTAWATCH_SUBSCRIPTIONS_TOPIC")
+    )
+    resource_events_topic: str = Field(
+        "deltawatch.resource-events", validation_alias=_env("DELTAWATCH_RESOURCE_EVENTS_TOPIC")
+    )
+    deltas_topic: str = Field(
+        "deltawatch.resource-deltas", validation_alias=_env("DELTAWATCH_DELTAS_TOPIC")
+    )
+    cps_topic: str = Field("cps-data-updated-events", validation_alias=_env("DELTAWATCH_CPS_TOPIC"))
+    dlq_topic: str = Field(
+        "deltawatch.notifications-dlq", validation_alias=_env("DELTAWATCH_DLQ_TOPIC")
+    )
+
+    @field_validator("kafka_config", mode="before")
+    @classmethod
+    def _parse_kafka_config(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value) if value.strip() else {}
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"not valid JSON ({exc.msg} at char {exc.pos})") from None
+        if not isinstance(value, dict):
+            raise ValueError("must be a JSON object of librdkafka properties")
+        return value
+
+    @field_validator(
+        "commands_topic",
+        "command_results_topic",
+        "subscriptions_topic",
+        "resource_events_topic",
+        "deltas_topic",
+        "cps_topic",
+        "dlq_topic",
+    )
+    @classmethod
+    def _valid_topic(cls, value: str) -> str:
+        import re
+
+        if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in {".", ".."}:
+            raise ValueError(f"{value!r} is not a legal Kafka topic name")
+        return value
+
+    @property
+    def source(self) -> str:
+        """CloudEvent ``source`` of everything this cluster's pipeline emits."""
+        return f"/deltawatch/clusters/{self.cluster}"
+
+    def changelog_topic(self, worker: str, store: str) -> str:
+        """Internal state topics follow CONTRACT §3: ``deltawatch.<worker>-<store>-changelog``."""
+        return f"deltawatch.{worker}-{store}-changelog"
+
+
+class WatcherSettings(CommonSettings):
+    http_port: int = Field(9101, validation_alias=_env("DELTAWATCH_HTTP_PORT"), ge=0, le=65535)
+    instance_label: str = Field(
+        "k8splugin.io/rb-instance-id",
+        validation_alias=_env("DELTAWATCH_INSTANCE_LABEL"),
+        min_length=1,
+        pattern=r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$",
+    )
+    resource_types: Annotated[list[GroupVersionKind], NoDecode] = Field(
+        default_factory=lambda: [
+            GroupVersionKind.parse(t) for t in DEFAULT_RESOURCE_TYPES.split(",")
+        ],
+        validation_alias=_env("DELTAWATCH_RESOURCE_TYPES"),
+    )
+    namespaces: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, validation_alias=_env("DELTAWATCH_NAMESPACES")
+    )
+    kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
+    list_page_size: int = Field(
+        500, validation_alias=_env("DELTAWATCH_LIST_PAGE_SIZE"), ge=1, le=100000
+    )
+
+    @field_validator("resource_types", mode="before")
+    @classmethod
+    def _parse_types(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            items = [t for t in value.split(",") if t.strip()]
+            if not items:
+                raise ValueError("must name at least one group/version/Kind")
+            return [GroupVersionKind.parse(t) for t in items]
+        return value
+
+    @field_validator("namespaces", mode="before")
+    @classmethod
+    def _parse_namespaces(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+
+class DifferSettings(CommonSettings):
+    http_port: int = Field(9102, validation_alias=_env("DELTAWATCH_HTTP_PORT"), ge=0, le=65535)
+    transactional_id: str | None = Field(None, validation_alias=_env("DELTAWATCH_TRANSACTIONAL_ID"))
+    batch_max: int = Field(500, validation_alias=_env("DELTAWATCH_BATCH_MAX"), ge=1, le=100000)
+
+
+class NotifierSettings(CommonSettings):
+    http_port: int = Field(9103, validation_alias=_env("DELTAWATCH_HTTP_PORT"), ge=0, le=65535)
+    callback_timeout_s: float = Field(
+        10.0, validation_alias=_env("DELTAWATCH_CALLBACK_TIMEOUT_S"), gt=0
+    )
+    delivery_max_attempts: int = Field(
+        8, validation_alias=_env("DELTAWATCH_DELIVERY_MAX_ATTEMPTS"), ge=1
+    )
+    delivery_max_age_s: float = Field(
+        86400.0, validation_alias=_env("DELTAWATCH_DELIVERY_MAX_AGE_S"), gt=0
+    )
+    callback_allow_networks: Annotated[
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode
+    ] = Field(default_factory=list, validation_alias=_env("DELTAWATCH_CALLBACK_ALLOW_NETWORKS"))
+    callback_deny_networks: Annotated[
+        list[ipaddress.IPv4Network | ipaddress.IPv6Network], NoDecode
+    ] = Field(default_factory=list, validation_alias=_env("DELTAWATCH_CALLBACK_DENY_NETWORKS"))
+    cps_min_notify_interval: float = Field(
+        0.0, validation_alias=_env("DELTAWATCH_CPS_MIN_NOTIFY_INTERVAL"), ge=0
+    )
+    cps_event_format: Literal["delta", "cps"] = Field(
+        "delta", validation_alias=_env("DELTAWATCH_CPS_EVENT_FORMAT")
+    )
+    cps_schema_set: str = Field(
+        "k8s-instance-status", validation_alias=_env("DELTAWATCH_CPS_SCHEMA_SET"), min_length=1
+    )
+    api_timeout_s: float = Field(10.0, validation_alias=_env("DELTAWATCH_API_TIMEOUT_S"), gt=0)
+    transactional_id: str | None = Field(None, validation_alias=_env("DELTAWATCH_TRANSACTIONAL_ID"))
+
+    @field_validator("callback_allow_networks", "callback_deny_networks", mode="before")
+    @classmethod
+    def _parse_networks(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            nets = []
+            for item in (v.strip() for v in value.split(",")):
+                if not item:
+                    continue
+                try:
+                    nets.append(ipaddress.ip_network(item, strict=False))
+                except ValueError:
+                    raise ValueError(f"{item!r} is not a network in CIDR form") from None
+            return nets
+        return value
+
+
+S = TypeVar("S", bound=CommonSettings)
+
+
+def _variable_name(cls: type[CommonSettings], loc: tuple[int | str, ...]) -> str:
+    field_name = str(loc[0]) if loc else "?"
+    field = cls.model_fields.get(field_name)
+    alias = field.validation_alias if field else None
+    if isinstance(alias, AliasChoices) and alias.choices:
+        return str(alias.choices[0])
+    return field_name
+
+
+def load_settings(cls: type[S], **overrides: Any) -> S:
+    """Read ``cls`` from the environment; raise :class:`SettingsError` with one line on error."""
+    try:
+        return cls(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        variable = _variable_name(cls, tuple(first["loc"]))
+        message = str(first["msg"]).removeprefix("Value error, ")
+        raw = first.get("input")
+        shown = f" (got {raw!r})" if isinstance(raw, str | int | float) else ""
+        raise SettingsError(f"{variable}: {message}{shown}") from None

@@ -1,0 +1,1 @@
+"""The three deployable workers: watcher, differ, notifier."""

@@ -1,0 +1,1 @@
+"""The differ worker (see README.md, section "differ")."""

@@ -1,0 +1,1 @@
+"""The notifier worker (see README.md, section "notifier")."""

@@ -1,0 +1,1 @@
+"""The watcher worker (see README.md, section "watcher")."""
