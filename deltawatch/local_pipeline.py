@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
 import typer
@@ -37,12 +38,24 @@ class WorkerProcess:
             return False
 
 
-def start_worker(name: str, env: dict[str, str], port: int | None = None) -> WorkerProcess:
+def start_worker(
+    name: str, env: dict[str, str], port: int | None = None, log_path: Path | None = None
+) -> WorkerProcess:
+    """Start ``python -m services.<name>`` in its own session (Ctrl-C reaches only us)."""
     port = port or free_port()
     child_env = {**os.environ, **env, "DELTAWATCH_HTTP_PORT": str(port)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", f"services.{name}"], env=child_env, start_new_session=True
-    )
+    log = log_path.open("ab") if log_path is not None else None
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=child_env,
+            start_new_session=True,
+            stdout=log,
+            stderr=log,
+        )
+    finally:
+        if log is not None:
+            log.close()
     return WorkerProcess(name, port, process, child_env)
 
 

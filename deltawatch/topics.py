@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import (
+from confluent_kafka.admin import (  # type: ignore[attr-defined]
     AdminClient,
-    NewTopic,  # type: ignore[attr-defined]
+    NewTopic,
 )
 
 from deltawatch.settings import CommonSettings

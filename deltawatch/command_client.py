@@ -1,0 +1,76 @@
+"""Send a subscription command (CONTRACT §4) and wait for its one result.
+
+The results topic is keyed by command-id, so the reader positions itself at the end of every
+partition *before* the command is produced: the result cannot slip past unseen.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from deltawatch.kafka_clients import make_producer, make_reader
+from deltawatch.settings import CommonSettings
+
+
+class CommandTimeoutError(TimeoutError):
+    def __init__(self, command_id: str, timeout_s: float) -> None:
+        super().__init__(f"no result for command {command_id} within {timeout_s:.0f}s")
+        self.command_id = command_id
+
+
+def new_command_id() -> str:
+    return f"c-{uuid.uuid4()}"
+
+
+def command_key(command: dict[str, Any]) -> str:
+    """Commands are keyed by instance-id, CPS commands by dataspace (CONTRACT §3)."""
+    return str(command.get("instance-id") or command.get("dataspace") or "")
+
+
+def send_command(
+    settings: CommonSettings, command: dict[str, Any], timeout_s: float = 30.0
+) -> dict[str, Any]:
+    command = {"command-id": new_command_id(), **command}
+    command_id = str(command["command-id"])
+    reader = make_reader(settings, client_id="deltawatch-cli")
+    try:
+        metadata = reader.list_topics(settings.command_results_topic, timeout=10)
+        partitions = metadata.topics[settings.command_results_topic].partitions
+        assignment = []
+        for partition in partitions:
+            _low, high = reader.get_watermark_offsets(
+                TopicPartition(settings.command_results_topic, partition), timeout=10
+            )
+            assignment.append(TopicPartition(settings.command_results_topic, partition, high))
+        reader.assign(assignment)
+
+        producer = make_producer(settings, client_id="deltawatch-cli")
+        producer.produce(
+            settings.commands_topic,
+            key=command_key(command).encode(),
+            value=json.dumps(command).encode(),
+        )
+        if producer.flush(10) != 0:
+            raise RuntimeError("the command could not be produced to Kafka")
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            message = reader.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    continue
+                raise RuntimeError(f"reading results failed: {error}")
+            if message.key() == command_id.encode():
+                result: dict[str, Any] = json.loads(message.value() or b"null")
+                return result
+        raise CommandTimeoutError(command_id, timeout_s)
+    finally:
+        reader.close()
