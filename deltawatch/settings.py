@@ -189,6 +189,20 @@ class DifferSettings(CommonSettings):
     http_port: int = Field(9102, validation_alias=_env("DELTAWATCH_HTTP_PORT"), ge=0, le=65535)
     transactional_id: str | None = Field(None, validation_alias=_env("DELTAWATCH_TRANSACTIONAL_ID"))
     batch_max: int = Field(500, validation_alias=_env("DELTAWATCH_BATCH_MAX"), ge=1, le=100000)
+    group_id: str = Field(
+        "deltawatch-differ", validation_alias=_env("DELTAWATCH_DIFFER_GROUP_ID"), min_length=1
+    )
+    differ_dlq_topic: str = Field(
+        "deltawatch.differ-dlq", validation_alias=_env("DELTAWATCH_DIFFER_DLQ_TOPIC")
+    )
+    snapshots_changelog_topic: str | None = Field(
+        None, validation_alias=_env("DELTAWATCH_DIFFER_CHANGELOG_TOPIC")
+    )
+
+    @field_validator("differ_dlq_topic", "snapshots_changelog_topic")
+    @classmethod
+    def _valid_differ_topic(cls, value: str | None) -> str | None:
+        return None if value is None else CommonSettings._valid_topic(value)
 
 
 class NotifierSettings(CommonSettings):

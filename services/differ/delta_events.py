@@ -1,0 +1,138 @@
+"""The differ's output as CloudEvents (CONTRACT §5): delta, synced and heartbeat.
+
+Every attribute is a function of the input and the persisted state only — ``ce_id`` is
+``<instance-id>:<sequence>``, ``ce_time`` the latest ``observed_at`` of the events behind the
+delta — so re-processing the same input after an aborted transaction or a crash yields
+byte-identical events, and a consumer may deduplicate on ``ce_id``.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from deltawatch.cloud_events import KafkaRecord, new_event, rfc3339_ms, to_kafka
+from services.differ.resource_diff import InstanceDelta, ReportedResource, SyncedNotice
+from services.differ.snapshot import compact_json
+
+DELTA_TYPE = "org.deltawatch.instance.status.delta"
+SYNCED_TYPE = "org.deltawatch.instance.status.synced"
+HEARTBEAT_TYPE = "org.deltawatch.instance.status.heartbeat"
+
+
+def resource_status(resource: ReportedResource) -> dict[str, Any]:
+    """The seed's ResourceStatus JSON plus ``namespace``; the status is embedded unparsed."""
+    key = resource.key
+    return {
+        "name": key.name,
+        "namespace": key.namespace,
+        "GVK": {"Group": key.group, "Version": key.version, "Kind": key.kind},
+        "status": _Raw(resource.status),
+    }
+
+
+class _Raw:
+    """Already-serialised JSON spliced into the event body without a parse / dump round trip."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+def _dump(value: Any) -> bytes:
+    if isinstance(value, _Raw):
+        return value.data
+    if isinstance(value, dict):
+        members = (_scalar(k) + b":" + _dump(v) for k, v in value.items())
+        return b"{" + b",".join(members) + b"}"
+    if isinstance(value, list):
+        return b"[" + b",".join(_dump(v) for v in value) + b"]"
+    return _scalar(value)
+
+
+def _scalar(value: Any) -> bytes:
+    return json.dumps(value, ensure_ascii=False).encode()
+
+
+def delta_data(delta: InstanceDelta, cluster: str) -> bytes:
+    """The delta's ``data`` as JSON bytes."""
+    return _dump(
+        {
+            "instance-id": delta.instance_id,
+            "cluster": cluster,
+            "sequence": delta.sequence,
+            "resource-changes": {
+                "created": [resource_status(r) for r in delta.created],
+                "deleted": [resource_status(r) for r in delta.deleted],
+                "modified": [resource_status(r) for r in delta.modified],
+            },
+        }
+    )
+
+
+def _record(
+    *,
+    event_type: str,
+    source: str,
+    event_id: str,
+    time: datetime,
+    subject: str | None,
+    key: str | None,
+    data: bytes,
+) -> KafkaRecord:
+    # The SDK builds the headers; the body is ours so the embedded objects are not re-encoded.
+    event = new_event(
+        event_type=event_type, source=source, event_id=event_id, data={}, time=time, subject=subject
+    )
+    record = to_kafka(event, key)
+    return KafkaRecord(record.key, data, record.headers)
+
+
+def delta_record(delta: InstanceDelta, *, cluster: str, source: str) -> KafkaRecord:
+    return _record(
+        event_type=DELTA_TYPE,
+        source=source,
+        event_id=f"{delta.instance_id}:{delta.sequence}",
+        time=delta.time,
+        subject=delta.instance_id,
+        key=delta.instance_id,
+        data=delta_data(delta, cluster),
+    )
+
+
+def synced_record(notice: SyncedNotice, *, cluster: str, source: str) -> KafkaRecord:
+    scope = notice.scope
+    data = {
+        "instance-id": notice.instance_id,
+        "cluster": cluster,
+        "sequence": notice.sequence,
+        "list-id": notice.list_id,
+        "GVK": {"Group": scope.group, "Version": scope.version, "Kind": scope.kind},
+        "namespace": scope.namespace,
+    }
+    gvk = f"{scope.group}/{scope.version}/{scope.kind}/{scope.namespace}"
+    return _record(
+        event_type=SYNCED_TYPE,
+        source=source,
+        event_id=f"{notice.instance_id}:synced:{gvk}:{notice.list_id}",
+        time=notice.time,
+        subject=notice.instance_id,
+        key=notice.instance_id,
+        data=compact_json(data),
+    )
+
+
+def heartbeat_record(*, partition: int, time: datetime, cluster: str, source: str) -> KafkaRecord:
+    stamp = rfc3339_ms(time)
+    data = {"cluster": cluster, "partition": partition, "time": stamp}
+    return _record(
+        event_type=HEARTBEAT_TYPE,
+        source=source,
+        event_id=f"heartbeat:{partition}:{stamp}",
+        time=time,
+        subject=None,
+        key=None,
+        data=compact_json(data),
+    )

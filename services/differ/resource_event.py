@@ -1,0 +1,110 @@
+"""One watcher observation as the differ sees it, checked once at the edge.
+
+The Avro schema only promises types, not meaning: a watch event without an instance-id or a
+LISTED record whose ``object`` is not a JSON object would otherwise surface deep inside the
+diff. :func:`parse_resource_event` turns a decoded record into a :class:`ResourceEvent` or
+raises :class:`PoisonRecord` with a reason fit for the dead-letter topic, so the diff itself
+never sees malformed input and never has to fail on it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any
+
+
+class PoisonRecord(Exception):
+    """A record that can never be applied; the message says why (it goes to the DLQ)."""
+
+
+class EventType(StrEnum):
+    ADDED = "ADDED"
+    MODIFIED = "MODIFIED"
+    DELETED = "DELETED"
+    LISTED = "LISTED"
+    LIST_BEGIN = "LIST_BEGIN"
+    LIST_END = "LIST_END"
+
+
+MARKERS = frozenset({EventType.LIST_BEGIN, EventType.LIST_END})
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceEvent:
+    type: EventType
+    cluster: str
+    instance_id: str | None
+    group: str
+    version: str
+    kind: str
+    namespace: str
+    """Empty for cluster-scoped objects; for markers, empty means "every namespace"."""
+    name: str | None
+    uid: str | None
+    observed_at: datetime
+    list_id: str | None
+    object: dict[str, Any] | None
+
+    @property
+    def is_marker(self) -> bool:
+        return self.type in MARKERS
+
+
+def _observed_at(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    raise PoisonRecord(f"observed_at is not a timestamp: {value!r}")
+
+
+def parse_resource_event(record: dict[str, Any]) -> ResourceEvent:
+    """Check a decoded ``resource-event.avsc`` record; raise :class:`PoisonRecord` if unusable."""
+    try:
+        event_type = EventType(record["type"])
+    except (KeyError, ValueError):
+        raise PoisonRecord(f"unknown event type {record.get('type')!r}") from None
+    for field in ("group", "version", "kind"):
+        if not isinstance(record.get(field), str):
+            raise PoisonRecord(f"{field} missing")
+    if not record["version"] or not record["kind"]:
+        raise PoisonRecord("version and kind must not be empty")
+    raw_object = record.get("object")
+    parsed: dict[str, Any] | None = None
+    if raw_object is not None:
+        try:
+            loaded = json.loads(raw_object)
+        except (TypeError, ValueError) as exc:
+            raise PoisonRecord(f"object is not valid JSON: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise PoisonRecord("object is not a JSON object")
+        parsed = loaded
+    if event_type in MARKERS:
+        if not record.get("list_id"):
+            raise PoisonRecord(f"{event_type} marker without list_id")
+    else:
+        if not record.get("instance_id"):
+            raise PoisonRecord(f"{event_type} event without instance_id")
+        if not record.get("name"):
+            raise PoisonRecord(f"{event_type} event without name")
+        if parsed is None and event_type is not EventType.DELETED:
+            raise PoisonRecord(f"{event_type} event without object")
+        if event_type is EventType.LISTED and not record.get("list_id"):
+            raise PoisonRecord("LISTED event without list_id")
+    return ResourceEvent(
+        type=event_type,
+        cluster=str(record.get("cluster") or ""),
+        instance_id=record.get("instance_id"),
+        group=record["group"],
+        version=record["version"],
+        kind=record["kind"],
+        namespace=record.get("namespace") or "",
+        name=record.get("name"),
+        uid=record.get("uid"),
+        observed_at=_observed_at(record.get("observed_at")),
+        list_id=record.get("list_id"),
+        object=parsed,
+    )

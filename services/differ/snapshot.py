@@ -1,0 +1,187 @@
+"""The differ's memory: per partition, per instance, the last reported state of each resource.
+
+A delta is "what changed since the last delta", so the differ must remember, for every tracked
+resource, exactly what it last reported and a digest of what counts for "modified". Two
+constraints shape the types:
+
+* **size** — hundreds of thousands of resources per process: an entry keeps the object as
+  compact JSON bytes (parsed only when a delta reports it), a 16-byte digest and the uid; the
+  name, namespace and GVK live once, in the key, whose group/version/kind strings are interned.
+* **partition ownership** — state moves between differ replicas with the input partition, so
+  the store is one :class:`PartitionSnapshot` per partition, restored and dropped as a unit.
+
+Nothing here does I/O; the changelog codec and the restore read/write these types.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+# Fields whose change alone is never a modification (CONTRACT §5).
+IGNORED_METADATA = ("resourceVersion", "managedFields", "generation")
+IGNORED_STATUS = ("observedGeneration",)
+
+
+class ResourceKey(NamedTuple):
+    """(group, version, kind, namespace, name); namespace is empty for cluster-scoped objects."""
+
+    group: str
+    version: str
+    kind: str
+    namespace: str
+    name: str
+
+    @classmethod
+    def of(cls, group: str, version: str, kind: str, namespace: str, name: str) -> ResourceKey:
+        return cls(sys.intern(group), sys.intern(version), sys.intern(kind), namespace, name)
+
+
+class ListScope(NamedTuple):
+    """What one (re)list covers: a kind, in one namespace or (empty namespace) in all."""
+
+    group: str
+    version: str
+    kind: str
+    namespace: str
+
+    def covers(self, key: ResourceKey) -> bool:
+        return (
+            key.kind == self.kind
+            and key.group == self.group
+            and key.version == self.version
+            and (not self.namespace or key.namespace == self.namespace)
+        )
+
+
+class SnapshotEntry:
+    """What the differ remembers of one resource."""
+
+    __slots__ = ("digest", "seen_list", "status", "uid")
+
+    def __init__(self, uid: str, digest: bytes, status: bytes, seen_list: str | None) -> None:
+        self.uid = uid
+        self.digest = digest
+        self.status = status
+        """The object without ``metadata.managedFields``, as compact JSON (UTF-8)."""
+        self.seen_list = seen_list
+        """The last list run (list_id) that saw this object, for deletes on relist."""
+
+    def with_seen_list(self, list_id: str | None) -> SnapshotEntry:
+        return SnapshotEntry(self.uid, self.digest, self.status, list_id)
+
+    def status_object(self) -> dict[str, Any]:
+        loaded: dict[str, Any] = json.loads(self.status)
+        return loaded
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, SnapshotEntry)
+            and self.uid == other.uid
+            and self.digest == other.digest
+            and self.status == other.status
+            and self.seen_list == other.seen_list
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"SnapshotEntry(uid={self.uid!r}, digest={self.digest.hex()}, list={self.seen_list})"
+
+
+def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
+    """The object a delta reports: everything except ``metadata.managedFields``."""
+    metadata = obj.get("metadata")
+    if isinstance(metadata, dict) and "managedFields" in metadata:
+        obj = {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
+    return obj
+
+
+def content_digest(obj: dict[str, Any]) -> bytes:
+    """Digest of what counts for "modified": the object minus the CONTRACT §5 ignored fields."""
+    relevant = dict(obj)
+    metadata = relevant.get("metadata")
+    if isinstance(metadata, dict):
+        relevant["metadata"] = {k: v for k, v in metadata.items() if k not in IGNORED_METADATA}
+    status = relevant.get("status")
+    if isinstance(status, dict):
+        relevant["status"] = {k: v for k, v in status.items() if k not in IGNORED_STATUS}
+    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
+
+
+def compact_json(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def entry_from_object(obj: dict[str, Any], uid: str | None, seen_list: str | None) -> SnapshotEntry:
+    stripped = without_managed_fields(obj)
+    metadata = stripped.get("metadata")
+    object_uid = metadata.get("uid") if isinstance(metadata, dict) else None
+    return SnapshotEntry(
+        uid=uid or (object_uid if isinstance(object_uid, str) else ""),
+        digest=content_digest(stripped),
+        status=compact_json(stripped),
+        seen_list=seen_list,
+    )
+
+
+@dataclass(slots=True)
+class InstanceSnapshot:
+    """One instance's resources in one partition, and how many deltas it has had."""
+
+    sequence: int = 0
+    resources: dict[ResourceKey, SnapshotEntry] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class PartitionSnapshot:
+    """Everything the differ knows for one input partition."""
+
+    instances: dict[str, InstanceSnapshot] = field(default_factory=dict)
+    open_lists: dict[ListScope, str] = field(default_factory=dict)
+    """Lists begun (LIST_BEGIN seen) and not yet ended, by scope → list_id."""
+
+    def instance(self, instance_id: str) -> InstanceSnapshot | None:
+        return self.instances.get(instance_id)
+
+    def resource_count(self) -> int:
+        return sum(len(i.resources) for i in self.instances.values())
+
+    def items(self) -> Iterator[tuple[str, ResourceKey, SnapshotEntry]]:
+        for instance_id, instance in self.instances.items():
+            for key, entry in instance.resources.items():
+                yield instance_id, key, entry
+
+
+class SnapshotStore:
+    """The partitions this process owns; a partition's snapshot arrives and leaves as a unit."""
+
+    def __init__(self) -> None:
+        self._partitions: dict[int, PartitionSnapshot] = {}
+
+    def put(self, partition: int, snapshot: PartitionSnapshot) -> None:
+        self._partitions[partition] = snapshot
+
+    def get(self, partition: int) -> PartitionSnapshot:
+        return self._partitions[partition]
+
+    def drop(self, partition: int) -> None:
+        self._partitions.pop(partition, None)
+
+    def __contains__(self, partition: int) -> bool:
+        return partition in self._partitions
+
+    @property
+    def partitions(self) -> list[int]:
+        return sorted(self._partitions)
+
+    def resource_count(self) -> int:
+        return sum(p.resource_count() for p in self._partitions.values())
+
+    def instance_count(self) -> int:
+        return sum(len(p.instances) for p in self._partitions.values())
