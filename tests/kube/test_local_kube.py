@@ -1,0 +1,334 @@
+"""What the watcher's tests rely on, seen with the official client against the real server.
+
+Pagination, bookmarks, 410 Gone after a kube-apiserver restart or an etcd compaction, the
+status subresource, and the server closing watches itself: each is a promise the local
+server makes to the rest of the test suite, so each is checked here first. Nothing waits by
+sleeping: every wait is a bounded poll or a server-side watch timeout.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, watch
+from kubernetes.client import ApiClient
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import ProtocolError
+
+from deltawatch.localkube import KubeOptions, LocalKubeServer, ensure_binaries, ops
+
+pytestmark = pytest.mark.kube
+
+
+def _config_map(namespace: str, name: str, **data: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": dict(data),
+    }
+
+
+def _pod(namespace: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": "web"}},
+        "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+    }
+
+
+@pytest.fixture
+def private_server(tmp_path: Path) -> Iterator[LocalKubeServer]:
+    """A second server with its own state dir, for tests that need other options or that
+    stop it; it never disturbs the shared one."""
+    server = LocalKubeServer(tmp_path / "kube", progress=None)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_shared_server_is_ready_and_real(kube_server: LocalKubeServer, kube_api: ApiClient) -> None:
+    status = kube_server.status()
+    assert status.running
+    assert status.ready
+    assert status.kubeconfig == kube_server.kubeconfig
+    assert kube_server.kubeconfig.exists()
+    assert client.VersionApi(kube_api).get_code().git_version == "v1.32.13"
+
+
+def test_second_start_reuses_the_build_cache_and_stops_cleanly(
+    private_server: LocalKubeServer,
+) -> None:
+    began = time.monotonic()
+    binaries = ensure_binaries(progress=None)  # built at collection time: only a digest check
+    assert time.monotonic() - began < 5
+    assert binaries.kube_apiserver.is_file()
+
+    began = time.monotonic()
+    assert private_server.ensure_running() is True
+    startup = time.monotonic() - began
+    assert startup < 60, f"start took {startup:.1f}s"
+    status = private_server.status()
+    assert status.running
+    assert status.ready
+    assert status.etcd_pid is not None
+    assert status.apiserver_pid is not None
+
+    # Another handle (as another process would make) finds and reuses it.
+    assert LocalKubeServer(private_server.state_dir, progress=None).ensure_running() is False
+
+    assert private_server.stop() is True
+    assert not private_server.status().running
+    for pid in (status.etcd_pid, status.apiserver_pid):
+        assert not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid)
+    assert not private_server.kubeconfig.exists()
+    assert private_server.stop() is False
+
+
+def _proc_state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return "gone"
+    return stat[stat.rindex(")") + 2 :].split()[0]
+
+
+def test_list_paginates_with_limit_and_continue(kube_api: ApiClient, kube_namespace: str) -> None:
+    names = {f"cm-{i}" for i in range(7)}
+    for name in names:
+        ops.create(kube_api, _config_map(kube_namespace, name, n=name))
+
+    core = client.CoreV1Api(kube_api)
+    seen: list[str] = []
+    pages = 0
+    token: str | None = None
+    while True:
+        page = core.list_namespaced_config_map(kube_namespace, limit=2, _continue=token)
+        pages += 1
+        assert len(page.items) <= 2
+        seen += [item.metadata.name for item in page.items]
+        token = page.metadata._continue
+        if not token:
+            break
+        assert pages < 20, "pagination does not end"
+    assert pages >= 4
+    assert sorted(seen) == sorted(names)
+
+
+def test_watch_with_allow_bookmarks_gets_a_bookmark(
+    kube_api: ApiClient, kube_namespace: str
+) -> None:
+    core = client.CoreV1Api(kube_api)
+    listed = core.list_namespaced_pod(kube_namespace)
+    pod = ops.create(kube_api, _pod(kube_namespace, "bookmarked"))
+    # The watch cache sends a bookmark about 2 s before the watch's own timeout (and then
+    # every minute), but only with a resourceVersion newer than the last event the watch
+    # got, and the Pod cache learns of newer revisions only from Pod events or from etcd
+    # progress notifications. A write elsewhere and a consistent LIST (which makes
+    # kube-apiserver request progress from etcd) move it past the Pod's revision.
+    ops.create(kube_api, _config_map(kube_namespace, "moves-the-revision-on"))
+    core.list_namespaced_pod(kube_namespace)
+    events = list(
+        watch.Watch().stream(
+            core.list_namespaced_pod,
+            kube_namespace,
+            resource_version=listed.metadata.resource_version,
+            allow_watch_bookmarks=True,
+            timeout_seconds=5,
+        )
+    )
+    types = [e["type"] for e in events]
+    assert types[0] == "ADDED"
+    bookmarks = [e["raw_object"] for e in events if e["type"] == "BOOKMARK"]
+    assert bookmarks, f"no BOOKMARK within the 5 s watch: {types}"
+    assert int(bookmarks[0]["metadata"]["resourceVersion"]) > int(
+        pod["metadata"]["resourceVersion"]
+    )
+
+
+def test_restart_drops_watches_and_old_resource_versions_answer_410(
+    kube_server: LocalKubeServer, kube_namespace: str
+) -> None:
+    with kube_server.api_client() as api:
+        first = ops.create(api, _config_map(kube_namespace, "before-restart", v="1"))
+        old_rv = first["metadata"]["resourceVersion"]
+        ops.update(api, {**first, "data": {"v": "2"}})
+        stream = ops.watch_events(
+            api, "v1", "ConfigMap", kube_namespace, resource_version=old_rv, timeout_seconds=120
+        )
+        assert next(stream)["type"] == "MODIFIED"  # the watch is open and serving
+
+        kube_server.restart_apiserver()
+
+        # The open watch ends (cleanly, or with the connection cut) instead of hanging.
+        assert _drain(stream) in ("closed", "cut")
+
+    with kube_server.api_client() as api:
+        core = client.CoreV1Api(api)
+
+        def watch_from_old_rv() -> int | None:
+            try:
+                for _ in watch.Watch().stream(
+                    core.list_namespaced_config_map,
+                    kube_namespace,
+                    resource_version=old_rv,
+                    timeout_seconds=5,
+                ):
+                    pass
+            except ApiException as exc:
+                if exc.status == 429:  # a watch cache still initialising says "retry"
+                    return None
+                return int(exc.status)
+            return 200
+
+        assert ops.wait_until(watch_from_old_rv, timeout=30, what="a watch answer") == 410
+
+
+def _drain(stream: Iterator[dict[str, Any]]) -> str:
+    try:
+        for _ in stream:
+            pass
+    except (ProtocolError, OSError):
+        return "cut"
+    return "closed"
+
+
+def test_expired_continue_token_answers_410_after_compaction(
+    kube_server: LocalKubeServer, kube_api: ApiClient, kube_namespace: str
+) -> None:
+    for i in range(5):
+        ops.create(kube_api, _config_map(kube_namespace, f"cm-{i}"))
+    core = client.CoreV1Api(kube_api)
+    first_page = core.list_namespaced_config_map(kube_namespace, limit=2)
+    token = first_page.metadata._continue
+    assert token
+    ops.create(kube_api, _config_map(kube_namespace, "after-first-page"))
+
+    revision = kube_server.compact_etcd()
+    assert revision > int(first_page.metadata.resource_version)
+
+    with pytest.raises(ApiException) as gone:
+        core.list_namespaced_config_map(kube_namespace, limit=2, _continue=token)
+    assert gone.value.status == 410
+
+
+def test_without_watch_cache_a_compacted_resource_version_answers_410(
+    private_server: LocalKubeServer,
+) -> None:
+    private_server.ensure_running(
+        KubeOptions(watch_cache=False, etcd_compaction_interval="0", min_request_timeout=1)
+    )
+    with private_server.api_client() as api:
+        ops.create_namespace(api, "compacted")
+        cm = ops.create(api, _config_map("compacted", "cm", v="1"))
+        old_rv = cm["metadata"]["resourceVersion"]
+        ops.update(api, {**cm, "data": {"v": "2"}})
+        # One more write, so that the compaction point lies beyond old_rv + 1. (Compacting at
+        # exactly old_rv + 1 gives 500 "etcd event received with PrevKv=nil", not 410.)
+        ops.create(api, _config_map("compacted", "later"))
+        private_server.compact_etcd()
+
+        events = list(
+            ops.watch_events(
+                api, "v1", "ConfigMap", "compacted", resource_version=old_rv, timeout_seconds=10
+            )
+        )
+        assert [e["type"] for e in events] == ["ERROR"]
+        assert events[0]["object"]["code"] == 410
+
+        # --min-request-timeout=1: a watch without timeoutSeconds is closed by the server
+        # itself after 1-2 s.
+        began = time.monotonic()
+        list(ops.watch_events(api, "v1", "ConfigMap", "compacted", timeout_seconds=None))
+        assert time.monotonic() - began < 15
+
+
+def test_status_subresource_is_the_only_way_to_change_status(
+    kube_api: ApiClient, kube_namespace: str
+) -> None:
+    pod = ops.create(kube_api, _pod(kube_namespace, "web-0"))
+    assert pod["status"]["phase"] == "Pending"  # no scheduler, no kubelet
+
+    # A patch of the main resource silently ignores status...
+    ops.patch(kube_api, pod, {"status": {"phase": "Running"}})
+    assert ops.get(kube_api, pod)["status"]["phase"] == "Pending"
+
+    # ...the status subresource changes it.
+    ready = [{"type": "Ready", "status": "True"}]
+    patched = ops.patch_status(kube_api, pod, {"phase": "Running", "conditions": ready})
+    assert patched["status"]["phase"] == "Running"
+    read = client.CoreV1Api(kube_api).read_namespaced_pod_status("web-0", kube_namespace)
+    assert read.status.phase == "Running"
+    assert [(c.type, c.status) for c in read.status.conditions] == [("Ready", "True")]
+
+
+def test_a_story_plays_without_controllers(kube_api: ApiClient, kube_namespace: str) -> None:
+    """Deployment -> ReplicaSet -> Pod, status changes, deletes: what the demo does."""
+    listed = ops.list_objects(kube_api, "v1", "Pod", kube_namespace)
+    labels = {"app": "web"}
+    deployment = ops.create(
+        kube_api,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web", "namespace": kube_namespace},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"containers": [{"name": "web", "image": "nginx:1.27"}]},
+                },
+            },
+        },
+    )
+    owner = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "web",
+        "uid": deployment["metadata"]["uid"],
+        "controller": True,
+    }
+    replica_set = ops.create(
+        kube_api,
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "web-1", "namespace": kube_namespace, "ownerReferences": [owner]},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": deployment["spec"]["template"],
+            },
+        },
+    )
+    pod = ops.create(kube_api, _pod(kube_namespace, "web-1-abcde"))
+    pod = ops.patch_status(kube_api, pod, {"phase": "Running"})
+    ops.patch_status(kube_api, replica_set, {"replicas": 1, "readyReplicas": 1})
+    ops.delete(kube_api, pod)
+    assert ops.list_objects(kube_api, "v1", "Pod", kube_namespace)["items"] == []
+
+    events = [
+        (e["type"], e["object"]["status"]["phase"], "deletionTimestamp" in e["object"]["metadata"])
+        for e in ops.watch_events(
+            kube_api,
+            "v1",
+            "Pod",
+            kube_namespace,
+            resource_version=listed["metadata"]["resourceVersion"],
+            timeout_seconds=2,
+        )
+    ]
+    # Even with gracePeriodSeconds=0 a Pod delete first sets deletionTimestamp (MODIFIED).
+    assert events == [
+        ("ADDED", "Pending", False),
+        ("MODIFIED", "Running", False),
+        ("MODIFIED", "Running", True),
+        ("DELETED", "Running", True),
+    ]
