@@ -77,8 +77,9 @@ def changed_leaves(old: JSONValue, new: JSONValue) -> tuple[JSONValue, JSONValue
     """``(source, target)``: the old and new values of every leaf that differs.
 
     Nested objects are walked; a member present on one side only appears on that side only
-    (removed → in ``source``, added → in ``target``). When either side is not an object the
-    whole values are the leaves. Equal inputs give ``({}, {})`` for objects.
+    (removed → in ``source``, added → in ``target``), and an object member appears on a side
+    only if something under it does, so ``target`` never holds a path with no leaf. When either
+    side is not an object the whole values are the leaves. Equal objects give ``({}, {})``.
     """
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return copy.deepcopy(old), copy.deepcopy(new)
@@ -95,7 +96,11 @@ def changed_leaves(old: JSONValue, new: JSONValue) -> tuple[JSONValue, JSONValue
         if json_equal(old_value, new_value):
             continue
         if isinstance(old_value, dict) and isinstance(new_value, dict):
-            source[name], target[name] = changed_leaves(old_value, new_value)
+            nested_source, nested_target = changed_leaves(old_value, new_value)
+            if nested_source:
+                source[name] = nested_source
+            if nested_target:
+                target[name] = nested_target
         else:
             source[name] = copy.deepcopy(old_value)
             target[name] = copy.deepcopy(new_value)

@@ -130,6 +130,15 @@ def test_apply_merge_patch_rfc7386_examples(target: Any, patch: Any, result: Any
             id="nested",
         ),
         pytest.param({"a": [1, 2]}, {"a": [2, 1]}, {"a": [1, 2]}, {"a": [2, 1]}, id="arrays whole"),
+        pytest.param(
+            {"m": {"l": {"x": "1", "y": "2"}}},
+            {"m": {"l": {"x": "1"}}},
+            {"m": {"l": {"y": "2"}}},
+            {},
+            id="removal only: no empty path on the target side",
+        ),
+        pytest.param({"a": {"b": 1}}, {"a": {}}, {"a": {"b": 1}}, {}, id="emptied object"),
+        pytest.param({"a": 1}, {"a": 1, "b": {}}, {}, {"b": {}}, id="added empty object kept"),
         pytest.param({"a": 1}, {"a": 1}, {}, {}, id="equal"),
         pytest.param("x", "y", "x", "y", id="non-objects"),
     ],
@@ -175,6 +184,13 @@ def test_changed_leaves_are_the_merge_patches_without_removals(old: Any, new: An
 
 
 def _without_null_members(value: Any) -> Any:
+    """The patch without removals, and without objects that held nothing but removals."""
     if not isinstance(value, dict):
         return value
-    return {k: _without_null_members(v) for k, v in value.items() if v is not None}
+    kept = {}
+    for name, member in value.items():
+        stripped = _without_null_members(member)
+        if member is None or (isinstance(member, dict) and member and not stripped):
+            continue
+        kept[name] = stripped
+    return kept
