@@ -6,8 +6,10 @@ without Kafka and the Kafka edge (:mod:`services.notifier.cps_publisher`) stays 
 
 Input: an :class:`AnchorDelta` — dataspace, anchor, the net :class:`ResourceChange` list (for
 a modification both the object the subscriber was last told of and the new one), the observed
-time, a deterministic id of the notification, and two facts only the engine knows: whether
-this is the anchor's first delta and whether its last resource goes with it.
+time, a deterministic id of the notification, and whether this is the anchor's first delta and
+whether its last resource goes with it. §5 deltas carry only the new object of a modification,
+so :class:`AnchorView` — the per-lane memory of what a dataspace was last told — supplies the
+old objects and those two facts from the engine's net ``resource-changes``.
 
 Output: :class:`CpsEvent` values — key ``<dataspace>:<anchor>`` and the CloudEvent attributes
 — that :func:`deltawatch.cloud_events.new_event` / :func:`~deltawatch.cloud_events.to_kafka`
@@ -42,7 +44,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cloudevents.core.v1.event import CloudEvent
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deltawatch.cloud_events import KafkaRecord, new_event, to_kafka
 from services.notifier.cps_xpath import ROOT_XPATH, ResourceKey, resource_xpath
@@ -284,6 +286,103 @@ class ResourceStatusEntry(BaseModel):
             namespace=self.namespace,
             name=self.name,
         )
+
+
+@dataclass(frozen=True)
+class ViewStep:
+    """What :meth:`AnchorView.advance` made of one net delta."""
+
+    changes: list[ResourceChange]
+    first_delta: bool
+    anchor_gone: bool
+    rejected: list[str]
+    """One message per entry that is not a §5 ResourceStatus (left out, logged by the caller)."""
+
+
+@dataclass
+class AnchorView:
+    """What one dataspace was last told about one anchor: resource key → object.
+
+    CONTRACT §5 deltas carry only the *new* object of a modification, and the coalescing engine
+    does not keep the told one, yet §7 needs the old object (merge patch, changed leaves) and
+    needs to know whether the anchor is appearing or vanishing. This is that memory, one per
+    ``<dataspace>:<anchor>`` lane, advanced once per published net delta:
+
+    * a modification is paired with the object last told, or ``None`` when this dataspace was
+      never told of the resource (it existed before the subscription — CONTRACT §4 baseline);
+    * ``first_delta``: the view held nothing before and still holds something after — the
+      anchor appears, or is first heard of, for this dataspace (CREATE);
+    * ``anchor_gone``: the delta deletes something and the view holds nothing after (DELETE).
+      The view is then empty again, so a reappearing anchor is a CREATE once more.
+
+    Memory: the last told objects of every resource of every subscribed anchor, per dataspace.
+    Persist it with :meth:`to_json` / :meth:`from_json` next to the lane it belongs to.
+    """
+
+    objects: dict[ResourceKey, dict[str, Any]] = field(default_factory=dict)
+
+    def advance(self, resource_changes: Mapping[str, Sequence[Mapping[str, Any]]]) -> ViewStep:
+        """Fold a §5 ``resource-changes`` net delta in; return the changes to publish."""
+        was_empty = not self.objects
+        changes: list[ResourceChange] = []
+        rejected: list[str] = []
+        deleted_any = False
+        for action in ("created", "deleted", "modified"):
+            for entry in resource_changes.get(action) or ():
+                try:
+                    parsed = ResourceStatusEntry.model_validate(entry)
+                except ValidationError as exc:
+                    rejected.append(f"{action} entry: {_first_error(exc)}")
+                    continue
+                key = parsed.key
+                if action == "created":
+                    changes.append(ResourceChange("created", key, new=parsed.status))
+                    self.objects[key] = parsed.status
+                elif action == "deleted":
+                    changes.append(ResourceChange("deleted", key, old=parsed.status))
+                    self.objects.pop(key, None)
+                    deleted_any = True
+                else:
+                    old = self.objects.get(key)
+                    changes.append(ResourceChange("modified", key, old=old, new=parsed.status))
+                    self.objects[key] = parsed.status
+        gone = deleted_any and not self.objects
+        first = was_empty and bool(self.objects)
+        return ViewStep(changes, first_delta=first, anchor_gone=gone, rejected=rejected)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "group": key.group,
+                "version": key.version,
+                "kind": key.kind,
+                "namespace": key.namespace,
+                "name": key.name,
+                "object": obj,
+            }
+            for key, obj in sorted(self.objects.items())
+        ]
+
+    @classmethod
+    def from_json(cls, items: Sequence[Mapping[str, Any]]) -> AnchorView:
+        return cls(
+            {
+                ResourceKey(
+                    group=str(item["group"]),
+                    version=str(item["version"]),
+                    kind=str(item["kind"]),
+                    namespace=str(item["namespace"]),
+                    name=str(item["name"]),
+                ): dict(item["object"])
+                for item in items
+            }
+        )
+
+
+def _first_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "entry"
+    return f"{where}: {first['msg']}"
 
 
 def change_from_entry(

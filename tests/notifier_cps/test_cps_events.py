@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from deltawatch.cloud_events import from_kafka
 from services.notifier.cps_events import (
     AnchorDelta,
+    AnchorView,
     CpsEvent,
     EventFormat,
     ResourceChange,
@@ -334,3 +335,69 @@ def test_changes_missing_their_objects_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="needs"):
         ResourceChange(action, POD, old=old, new=new)
+
+
+def _net(
+    created: list[dict[str, Any]] | None = None,
+    deleted: list[dict[str, Any]] | None = None,
+    modified: list[dict[str, Any]] | None = None,
+) -> dict[str, list[dict[str, Any]]]:
+    return {"created": created or [], "deleted": deleted or [], "modified": modified or []}
+
+
+def _entry(key: ResourceKey, status: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": key.name,
+        "namespace": key.namespace,
+        "GVK": {"Group": key.group, "Version": key.version, "Kind": key.kind},
+        "status": status,
+    }
+
+
+def test_anchor_view_drives_create_update_delete_and_old_objects() -> None:
+    view = AnchorView()
+    step = view.advance(_net(created=[_entry(POD, POD_V1), _entry(DEPLOY, DEPLOY_OBJ)]))
+    assert (step.first_delta, step.anchor_gone) == (True, False)
+    step = view.advance(_net(modified=[_entry(POD, POD_V2)]))
+    assert (step.first_delta, step.anchor_gone) == (False, False)
+    assert step.changes == [ResourceChange("modified", POD, old=POD_V1, new=POD_V2)]
+    step = view.advance(_net(deleted=[_entry(POD, POD_V2)]))
+    assert (step.first_delta, step.anchor_gone) == (False, False), "one resource remains"
+    step = view.advance(_net(deleted=[_entry(DEPLOY, DEPLOY_OBJ)]))
+    assert (step.first_delta, step.anchor_gone) == (False, True)
+    assert view.objects == {}
+    step = view.advance(_net(created=[_entry(POD, POD_V1)]))
+    assert step.first_delta, "a reappearing anchor is created again"
+
+
+def test_anchor_view_baseline_resources_have_no_old_object() -> None:
+    """Subscribed after the resource existed: the first modification has no told object."""
+    view = AnchorView()
+    step = view.advance(_net(modified=[_entry(POD, POD_V2)]))
+    assert step.changes == [ResourceChange("modified", POD, old=None, new=POD_V2)]
+    assert step.first_delta
+    step = view.advance(_net(modified=[_entry(POD, POD_V1)]))
+    assert step.changes == [ResourceChange("modified", POD, old=POD_V2, new=POD_V1)]
+    # Deleting a resource never told of, with nothing else known: the anchor is gone.
+    other = AnchorView()
+    step = other.advance(_net(deleted=[_entry(CM, CM_OBJ)]))
+    assert (step.first_delta, step.anchor_gone) == (False, True)
+    assert step.changes == [ResourceChange("deleted", CM, old=CM_OBJ)]
+
+
+def test_anchor_view_skips_bad_entries_and_keeps_the_rest() -> None:
+    view = AnchorView()
+    step = view.advance(
+        _net(created=[{"name": "x"}, _entry(POD, POD_V1)], modified=[{"GVK": "nope"}])
+    )
+    assert step.changes == [ResourceChange("created", POD, new=POD_V1)]
+    assert len(step.rejected) == 2
+    assert all("entry" in message for message in step.rejected)
+
+
+def test_anchor_view_persists() -> None:
+    view = AnchorView()
+    view.advance(_net(created=[_entry(POD, POD_V1), _entry(CM, CM_OBJ)]))
+    restored = AnchorView.from_json(json.loads(json.dumps(view.to_json())))
+    assert restored == view
+    assert restored.advance(_net(modified=[_entry(POD, POD_V2)])).changes[0].old == POD_V1
