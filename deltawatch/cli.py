@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import typer
 
+from deltawatch.demo.runner import demo
 from deltawatch.local_pipeline import run_pipeline
 from deltawatch.localkafka.cli import kafka_app
+from deltawatch.localkube.cli import kube_app
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="deltawatch: subscriptions, the delta topic, the local broker and API server, the demo.",
+)
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(kube_app, name="kube")
 app.command("run")(run_pipeline)
+app.command("demo")(demo)
 
-try:  # mounted once the local API server module exists
-    from deltawatch.localkube.cli import kube_app
+try:  # mounted once the differ's CLI module exists
+    from services.differ.cli import deltas_app
 
-    app.add_typer(kube_app, name="kube")
+    app.add_typer(deltas_app, name="deltas")
 except ImportError:  # pragma: no cover
     pass
 

@@ -1,0 +1,206 @@
+"""``deltawatch demo``: the whole pipeline on one machine, told as a story in the terminal.
+
+It starts (or reuses) the local Kafka broker and the local kube-apiserver, the three workers
+as separate processes, and a callback sink; subscribes by producing a command to Kafka, as a
+user would; plays :class:`~deltawatch.demo.story.InstanceStory`; prints each callback as it
+arrives and a summary at the end. Ctrl-C at any point stops what the demo started.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import typer
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient
+
+from deltawatch.callback_sink import CallbackSink, ReceivedCallback
+from deltawatch.command_client import send_command
+from deltawatch.demo.story import InstanceStory
+from deltawatch.local_pipeline import WORKERS, WorkerProcess, start_worker, stop_workers, wait_ready
+from deltawatch.localkafka.broker import LocalKafkaBroker
+from deltawatch.localkube import ops
+from deltawatch.localkube.server import LocalKubeServer
+from deltawatch.settings import CommonSettings
+
+SUBSCRIPTION = "demo-watch"
+INTERVAL_S = 2
+
+
+def _names(entries: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{e['GVK']['Kind']}/{e['name']}" for e in entries)
+
+
+def describe_callback(callback: ReceivedCallback) -> str:
+    """One readable line (plus names) for a callback, as the demo prints it."""
+    payload = callback.payload
+    changes = payload["resource-changes"]
+    moment = datetime.fromtimestamp(callback.received_at).strftime("%H:%M:%S.%f")[:-3]
+    head = (
+        f"{moment}  {payload['instance-id']}/{payload['subscription-name']}  "
+        f"created {len(changes['created'])}  modified {len(changes['modified'])}  "
+        f"deleted {len(changes['deleted'])}"
+    )
+    lines = [head]
+    for sign, kind in (("+", "created"), ("~", "modified"), ("-", "deleted")):
+        if changes[kind]:
+            lines.append(f"      {sign} {_names(changes[kind])}")
+    return "\n".join(lines)
+
+
+class DemoInterrupted(Exception):
+    pass
+
+
+@contextmanager
+def _interruptible() -> Iterator[threading.Event]:
+    stop = threading.Event()
+
+    def handler(_signum: int, _frame: object) -> None:
+        stop.set()
+        raise DemoInterrupted
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stop
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _summary(received: list[ReceivedCallback], interval_s: float) -> list[str]:
+    totals = {"created": 0, "modified": 0, "deleted": 0}
+    for callback in received:
+        for kind in totals:
+            totals[kind] += len(callback.payload["resource-changes"][kind])
+    gaps = [b.received_at - a.received_at for a, b in itertools.pairwise(received)]
+    lines = [
+        f"callbacks received: {len(received)}  "
+        f"(created {totals['created']}, modified {totals['modified']}, "
+        f"deleted {totals['deleted']})",
+    ]
+    if gaps:
+        lines.append(
+            f"closest two callbacks: {min(gaps):.2f}s apart (min-notify-interval {interval_s}s)"
+        )
+    return lines
+
+
+def demo(
+    kubeconfig: str | None = typer.Option(
+        None, help="Watch this real cluster instead of the local API server."
+    ),
+    interval: int = typer.Option(INTERVAL_S, help="min-notify-interval of the demo subscription"),
+    step_pause: float = typer.Option(1.5, help="Seconds between story steps."),
+    keep_servers: bool = typer.Option(
+        False, help="Leave the broker and API server running afterwards."
+    ),
+) -> None:
+    """Run the whole pipeline locally and play a scripted story (no cluster, no Docker)."""
+    say = typer.echo
+    started_broker = started_kube = False
+    workers: list[WorkerProcess] = []
+    sink = CallbackSink(on_callback=lambda c: say(describe_callback(c))).start()
+    log_dir = Path(tempfile.mkdtemp(prefix="deltawatch-demo-"))
+    broker = LocalKafkaBroker()
+    kube = LocalKubeServer()
+    with _interruptible():
+        try:
+            bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+            if not bootstrap:
+                started_broker = broker.status() is None
+                bootstrap = broker.start().bootstrap
+            say(f"Kafka          {bootstrap}")
+            if kubeconfig:
+                api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                    config_file=kubeconfig
+                )
+                kubeconfig_path = kubeconfig
+            else:
+                started_kube = kube.ensure_running()
+                api = kube.api_client()
+                kubeconfig_path = str(kube.kubeconfig)
+            say(f"Kubernetes     {kubeconfig_path}")
+
+            run_id = datetime.now().strftime("%H%M%S")
+            namespace, instance_id = f"deltawatch-demo-{run_id}", f"demo-{run_id}"
+            ops.create_namespace(api, namespace)
+            env = {
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "KUBECONFIG": kubeconfig_path,
+                "DELTAWATCH_NAMESPACES": namespace,
+                "DELTAWATCH_HEARTBEAT_S": "5",
+            }
+            workers = [start_worker(n, env, log_path=log_dir / f"{n}.log") for n in WORKERS]
+            say(f"Worker logs    {log_dir}")
+            wait_ready(workers)
+
+            story = InstanceStory(api, namespace, instance_id)
+            story.seed()
+            say(f"Instance       {instance_id}: {', '.join(sorted(story.objects))}")
+
+            settings = CommonSettings(kafka_bootstrap_servers=bootstrap)
+            result = send_command(
+                settings,
+                {
+                    "action": "create",
+                    "instance-id": instance_id,
+                    "subscription": {
+                        "name": SUBSCRIPTION,
+                        "callback-url": sink.url(),
+                        "min-notify-interval": interval,
+                        "metadata": {"owner": "demo"},
+                    },
+                },
+            )
+            say(f"Subscription   {SUBSCRIPTION} -> {result['status']}  (interval {interval}s)")
+            if result["status"] != "accepted":
+                raise RuntimeError(f"subscription rejected: {result.get('error')}")
+
+            say("")
+            for title, step in story.steps():
+                say(f"--- {title}")
+                step()
+                time.sleep(step_pause)  # pacing for the reader, not synchronisation
+
+            done = sink.wait_for(everything_deleted, timeout_s=60 + interval * 3)
+            say("")
+            for line in _summary(sink.received, interval):
+                say(line)
+            if not done:
+                say("the final deletions did not all arrive within the wait", err=True)
+                raise typer.Exit(1)
+        except DemoInterrupted:
+            say("\ninterrupted; stopping", err=True)
+        finally:
+            stop_workers(workers)
+            sink.stop()
+            if not keep_servers:
+                if started_kube:
+                    kube.stop()
+                if started_broker:
+                    broker.stop()
+            say("stopped", err=True)
+
+
+def everything_deleted(received: list[ReceivedCallback]) -> bool:
+    """True once the subscriber has been told that the instance has no objects left."""
+    live: set[tuple[str, str]] = set()
+    for callback in received:
+        changes = callback.payload["resource-changes"]
+        for entry in changes["created"] + changes["modified"]:
+            live.add((entry["GVK"]["Kind"], entry["name"]))
+        for entry in changes["deleted"]:
+            live.discard((entry["GVK"]["Kind"], entry["name"]))
+    told_deleted = any(c.payload["resource-changes"]["deleted"] for c in received)
+    return told_deleted and not live
