@@ -166,6 +166,12 @@ class WatcherSettings(CommonSettings):
     list_page_size: int = Field(
         500, validation_alias=_env("DELTAWATCH_LIST_PAGE_SIZE"), ge=1, le=100000
     )
+    watch_timeout_s: int = Field(
+        300, validation_alias=_env("DELTAWATCH_WATCH_TIMEOUT_S"), ge=1, le=3600
+    )
+    queue_max_bytes: int = Field(
+        64 * 1024 * 1024, validation_alias=_env("DELTAWATCH_WATCHER_QUEUE_MAX_BYTES"), ge=1024
+    )
 
     @field_validator("resource_types", mode="before")
     @classmethod

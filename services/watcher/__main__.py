@@ -1,31 +1,133 @@
-"""Entry point of ``deltawatch-watcher`` / ``python -m services.watcher``."""
+"""Entry point of ``deltawatch-watcher`` / ``python -m services.watcher``.
+
+Wiring only, in start-up order: settings → HTTP (health, metrics) → topics → producer → read
+the subscriptions topic to its end → connect to Kubernetes → one watch per target → follow
+subscription changes until SIGTERM. Shutdown runs the other way: stop the watches, publish
+and flush what is queued (bounded so the process exits within 10 s), exit 0. A fatal
+producer error (the idempotent producer can no longer guarantee order) exits 1 so the
+orchestrator restarts the watcher, whose initial relists then republish the truth.
+"""
 
 from __future__ import annotations
 
+import sys
+import threading
+
+from deltawatch.avro_serde import AvroSerde
 from deltawatch.health import HealthState
 from deltawatch.logs import get_logger
 from deltawatch.settings import WatcherSettings
 from deltawatch.shutdown import ShutdownFlag
 from deltawatch.topics import contract_topics
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit, start_http
+from services.watcher import kube_api
+from services.watcher.kinds import SubscriptionKinds, WatchTarget, desired_targets
+from services.watcher.metrics import WatcherMetrics
+from services.watcher.outbox import Outbox
+from services.watcher.publisher import Publisher
+from services.watcher.subscription_feed import SubscriptionFeed
+from services.watcher.supervisor import Supervisor
+from services.watcher.target_watch import TargetWatch
+
+SHUTDOWN_BUDGET_S = 8.0
 
 
 def main() -> None:
     settings = settings_or_exit(WatcherSettings, "watcher")
     shutdown = ShutdownFlag().install()
-    health = HealthState(["kafka"])
+    health = HealthState(["kafka", "subscriptions", "kubernetes"])
+    metrics = WatcherMetrics()
     http = start_http(settings, health)
     log = get_logger("watcher")
     topics = contract_topics(settings)
-    if create_topics_when_reachable(
+    if not create_topics_when_reachable(
         settings, [topics["resource_events"], topics["subscriptions"]], shutdown, health
     ):
-        log.info("watcher ready", port=http.port)
-    while not shutdown.wait(1.0):
+        http.stop()
+        return
+
+    try:
+        api = kube_api.api_client(settings.kubeconfig)
+    except Exception as exc:  # a kubeconfig that cannot be loaded is a configuration error
+        print(f"deltawatch-watcher: configuration error: KUBECONFIG: {exc}", file=sys.stderr)
+        http.stop()
+        raise SystemExit(2) from None
+
+    fatal = threading.Event()
+
+    def on_fatal(reason: str) -> None:
+        log.critical("kafka producer failed fatally; exiting to restart clean", error=reason)
+        fatal.set()
+        shutdown.request()
+
+    outbox = Outbox(settings.queue_max_bytes)
+    publisher = Publisher(settings, outbox, metrics, on_fatal)
+    publisher.start()
+    serde = AvroSerde.from_file(
+        "resource-event.avsc", settings.resource_events_topic, settings.schema_registry_url
+    )
+    subscription_kinds = SubscriptionKinds()
+    feed = SubscriptionFeed(settings, subscription_kinds)
+    first_namespace = settings.namespaces[0] if settings.namespaces else None
+
+    def start_watch(target: WatchTarget) -> TargetWatch:
+        return TargetWatch(
+            target,
+            api=api,
+            serde=serde,
+            outbox=outbox,
+            metrics=metrics,
+            health=health,
+            cluster=settings.cluster,
+            instance_label=settings.instance_label,
+            page_size=settings.list_page_size,
+            watch_timeout_s=settings.watch_timeout_s,
+            cluster_scope_owner=target.namespace == first_namespace,
+        )
+
+    supervisor = Supervisor(start_watch, metrics)
+
+    def desired() -> frozenset[WatchTarget]:
+        return desired_targets(
+            settings.resource_types, subscription_kinds.kinds(), settings.namespaces
+        )
+
+    assigned = False
+    while not shutdown.requested:
         health.beat()
+        if not assigned:
+            try:
+                feed.assign()
+                assigned = True
+            except Exception as exc:
+                log.warning("subscriptions topic not readable yet", error=str(exc))
+                shutdown.wait(1.0)
+                continue
+        was_caught_up = feed.caught_up
+        changed = feed.poll(0.5)
+        if feed.caught_up and (changed or not was_caught_up):
+            supervisor.reconcile(desired())
+            if not was_caught_up:
+                health.met("subscriptions")
+                health.met("kubernetes")
+                log.info(
+                    "watcher started",
+                    port=http.port,
+                    targets=sorted(str(t) for t in supervisor.targets),
+                )
+
     health.stopping()
-    log.info("watcher stopped", signal=shutdown.signal_name)
+    log.info("watcher stopping", signal=shutdown.signal_name)
+    supervisor.stop_all(2.0)
+    outbox.close()
+    unsent = publisher.stop(SHUTDOWN_BUDGET_S - 2.5)
+    if unsent:
+        log.warning("records not acknowledged at shutdown; the next start relists", unsent=unsent)
+    feed.close()
     http.stop()
+    log.info("watcher stopped")
+    if fatal.is_set():
+        raise SystemExit(1)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,94 @@
+"""The watcher's Prometheus metrics, all named ``deltawatch_watcher_*``.
+
+They answer the questions an operator has about a watcher: is it publishing (events by kind
+and type), is it healthy against the API server (relists by reason, watch restarts by cause,
+seconds since each kind last produced an event), is Kafka keeping up (queue depth and bytes,
+publish errors). Kinds are labelled ``group/version/Kind`` (``v1/Kind`` for the core group).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+
+class _SinceLastEvent(Collector):
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def mark(self, kind: str) -> None:
+        with self._lock:
+            self._last[kind] = time.monotonic()
+
+    def forget(self, kind: str) -> None:
+        with self._lock:
+            self._last.pop(kind, None)
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        family = GaugeMetricFamily(
+            "deltawatch_watcher_seconds_since_last_event",
+            "Seconds since the last object (listed or watched) of the kind arrived.",
+            labels=["kind"],
+        )
+        now = time.monotonic()
+        with self._lock:
+            for kind, at in sorted(self._last.items()):
+                family.add_metric([kind], now - at)
+        yield family
+
+
+class WatcherMetrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.events_published = Counter(
+            "deltawatch_watcher_events_published",
+            "Records confirmed written to the resource-events topic (markers once per list).",
+            ["kind", "type"],
+            registry=registry,
+        )
+        self.relists = Counter(
+            "deltawatch_watcher_relists",
+            "LISTs started, by reason: initial, expired (410 Gone), error.",
+            ["kind", "reason"],
+            registry=registry,
+        )
+        self.watch_restarts = Counter(
+            "deltawatch_watcher_watch_restarts",
+            "WATCH streams that ended, by cause: timeout (server closed it), error, expired.",
+            ["kind", "cause"],
+            registry=registry,
+        )
+        self.publish_errors = Counter(
+            "deltawatch_watcher_publish_errors",
+            "Kafka produce or delivery errors, by librdkafka error name.",
+            ["reason"],
+            registry=registry,
+        )
+        self.queue_items = Gauge(
+            "deltawatch_watcher_queue_depth",
+            "Records waiting between the watch threads and the Kafka producer.",
+            registry=registry,
+        )
+        self.queue_bytes = Gauge(
+            "deltawatch_watcher_queue_bytes",
+            "Bytes waiting between the watch threads and the Kafka producer.",
+            registry=registry,
+        )
+        self.watches = Gauge(
+            "deltawatch_watcher_watches",
+            "Watch targets running (kind x namespace).",
+            registry=registry,
+        )
+        self.kind_served = Gauge(
+            "deltawatch_watcher_kind_served",
+            "1 when discovery found the kind, 0 while the server does not serve it.",
+            ["kind"],
+            registry=registry,
+        )
+        self.since_last_event = _SinceLastEvent()
+        registry.register(self.since_last_event)

@@ -1,0 +1,171 @@
+"""The watcher's Kafka side: drain the outbox into the resource-events topic, losing nothing.
+
+One thread owns the producer, so records leave in the order the outbox received them; with
+the idempotent producer that order also holds per partition across retries, which is what
+keeps a list marker ahead of the listed objects that follow it. Delivery never times out
+(``message.timeout.ms=0``): while Kafka is down librdkafka keeps retrying, its bounded
+buffer fills, :meth:`Producer.produce` raises ``BufferError``, this thread waits, the outbox
+fills and the watch threads stop reading. A record is counted as published only when the
+broker has acknowledged it.
+
+List markers have no key and go to every partition (``partition=`` on produce), so every
+differ partition sees where each list begins and ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
+
+from deltawatch.kafka_clients import make_producer
+from deltawatch.logs import get_logger
+from deltawatch.settings import WatcherSettings
+from services.watcher.metrics import WatcherMetrics
+from services.watcher.outbox import Outbox, Outgoing
+
+BUFFER_KBYTES = 64 * 1024
+
+
+class _Countdown:
+    """Runs ``action`` after ``n`` acknowledgements (a marker sent to n partitions)."""
+
+    def __init__(self, n: int, action: Callable[[], None]) -> None:
+        self._left = n
+        self._action = action
+        self._lock = threading.Lock()
+
+    def done(self) -> None:
+        with self._lock:
+            self._left -= 1
+            fire = self._left == 0
+        if fire:
+            self._action()
+
+
+class Publisher:
+    def __init__(
+        self,
+        settings: WatcherSettings,
+        outbox: Outbox,
+        metrics: WatcherMetrics,
+        on_fatal: Callable[[str], None],
+    ) -> None:
+        self.topic = settings.resource_events_topic
+        self.outbox = outbox
+        self.metrics = metrics
+        self.on_fatal = on_fatal
+        self.log = get_logger("watcher.publisher")
+        overrides: dict[str, Any] = {
+            "error_cb": self._on_error,
+            "message.timeout.ms": 0,
+            "queue.buffering.max.kbytes": BUFFER_KBYTES,
+            "queue.buffering.max.messages": 100_000,
+        }
+        self.producer: Producer = make_producer(
+            settings, client_id="deltawatch-watcher", **overrides
+        )
+        self._partitions = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout_s: float) -> int:
+        """Publish what is queued, wait for acknowledgements; return records left unsent."""
+        deadline = time.monotonic() + timeout_s
+        self._stop.set()
+        self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        left = int(self.producer.flush(max(0.0, deadline - time.monotonic())))
+        return left + self.outbox.depth
+
+    # -- the loop -------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            item = self.outbox.get(0.1)
+            self.metrics.queue_items.set(self.outbox.depth)
+            self.metrics.queue_bytes.set(self.outbox.bytes)
+            if item is None:
+                self.producer.poll(0)
+                if self._stop.is_set():
+                    return
+                continue
+            self._send(item)
+            self.producer.poll(0)
+
+    def partition_count(self) -> int:
+        """The topic's partitions, re-read for each marker (topics can grow); cached if Kafka
+        does not answer."""
+        while True:
+            try:
+                meta = self.producer.list_topics(self.topic, timeout=5.0)
+                partitions = meta.topics[self.topic].partitions
+                if partitions:
+                    self._partitions = len(partitions)
+            except KafkaException as exc:
+                self.log.warning("no topic metadata; using the last known count", error=str(exc))
+            if self._partitions:
+                return self._partitions
+            time.sleep(0.5)  # never known yet: markers cannot go anywhere before it is
+
+    def _send(self, item: Outgoing) -> None:
+        if not item.all_partitions:
+            self._produce(item, None, item.on_delivered)
+            return
+        count = self.partition_count()
+        done = _Countdown(count, item.on_delivered) if item.on_delivered else None
+        for partition in range(count):
+            self._produce(item, partition, done.done if done else None)
+
+    def _produce(
+        self, item: Outgoing, partition: int | None, on_delivered: Callable[[], None] | None
+    ) -> None:
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None:
+                self.metrics.publish_errors.labels(err.name()).inc()
+                self.log.error(
+                    "record not delivered",
+                    error=err.str(),
+                    kind=item.kind,
+                    event_type=item.event_type,
+                    bytes=item.size,
+                )
+                return
+            if partition is None or partition == 0:
+                self.metrics.events_published.labels(item.kind, item.event_type).inc()
+            if on_delivered is not None:
+                on_delivered()
+
+        kwargs: dict[str, Any] = {"on_delivery": delivered}
+        if partition is not None:
+            kwargs["partition"] = partition
+        while True:
+            try:
+                self.producer.produce(self.topic, value=item.value, key=item.key, **kwargs)
+                return
+            except BufferError:
+                # librdkafka's buffer is full (Kafka slow or down): wait for acknowledgements.
+                self.producer.poll(0.1)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                self.metrics.publish_errors.labels(error.name()).inc()
+                if error.fatal():
+                    self.on_fatal(error.str())
+                    return
+                self.log.error("produce refused the record", error=error.str(), kind=item.kind)
+                return
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            self.metrics.publish_errors.labels(error.name()).inc()
+            self.on_fatal(error.str())
+        else:
+            # Transient (broker down, transport): librdkafka reconnects and retries by itself.
+            self.log.warning("kafka client error", error=error.str())

@@ -1,0 +1,102 @@
+"""Turn what the watcher saw into ``schemas/resource-event.avsc`` records (no I/O).
+
+The record is the one contract between the watcher and the differ, so every field is filled
+here, in one place: the object travels as JSON text without ``metadata.managedFields`` (large,
+changes on every write, never part of a delta), objects are keyed by their instance-id, and
+list markers carry no key because they go to every partition.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from services.watcher.kinds import WatchTarget
+
+EventType = Literal["ADDED", "MODIFIED", "DELETED", "LISTED", "LIST_BEGIN", "LIST_END"]
+ListReason = Literal["initial", "expired", "error", "restart"]
+Obj = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class ListRun:
+    """One (re)list of one target: the id shared by its markers and its LISTED objects."""
+
+    list_id: str
+    reason: ListReason
+    resource_version: str
+
+
+def without_managed_fields(obj: Obj) -> Obj:
+    """A shallow copy of ``obj`` whose metadata lacks ``managedFields``."""
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict) or "managedFields" not in metadata:
+        return obj
+    trimmed = dict(obj)
+    trimmed["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
+    return trimmed
+
+
+def instance_label_value(obj: Obj, label: str) -> str | None:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    value = labels.get(label) if isinstance(labels, dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def object_record(
+    event_type: EventType,
+    target: WatchTarget,
+    obj: Obj,
+    instance_id: str,
+    *,
+    cluster: str,
+    observed_at: datetime,
+    list_run: ListRun | None = None,
+) -> Obj:
+    metadata = obj.get("metadata") or {}
+    return {
+        "type": event_type,
+        "cluster": cluster,
+        "instance_id": instance_id,
+        "group": target.group,
+        "version": target.version,
+        "kind": target.kind,
+        "namespace": metadata.get("namespace") or None,
+        "name": metadata.get("name"),
+        "uid": metadata.get("uid"),
+        "resource_version": str(metadata.get("resourceVersion") or ""),
+        "observed_at": observed_at,
+        "list_id": list_run.list_id if list_run else None,
+        "list_reason": list_run.reason if list_run else None,
+        "object": json.dumps(without_managed_fields(obj), separators=(",", ":")),
+    }
+
+
+def marker_record(
+    event_type: Literal["LIST_BEGIN", "LIST_END"],
+    target: WatchTarget,
+    list_run: ListRun,
+    *,
+    cluster: str,
+    observed_at: datetime,
+    namespaced: bool = True,
+) -> Obj:
+    """A list marker; ``namespace`` is the namespace the list covered (None: all of them)."""
+    return {
+        "type": event_type,
+        "cluster": cluster,
+        "instance_id": None,
+        "group": target.group,
+        "version": target.version,
+        "kind": target.kind,
+        "namespace": target.namespace if namespaced else None,
+        "name": None,
+        "uid": None,
+        "resource_version": list_run.resource_version,
+        "observed_at": observed_at,
+        "list_id": list_run.list_id,
+        "list_reason": list_run.reason,
+        "object": None,
+    }
