@@ -12,7 +12,7 @@ import ipaddress
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEFAULT_RESOURCE_TYPES = (
@@ -239,6 +239,23 @@ class NotifierSettings(CommonSettings):
     )
     api_timeout_s: float = Field(10.0, validation_alias=_env("DELTAWATCH_API_TIMEOUT_S"), gt=0)
     transactional_id: str | None = Field(None, validation_alias=_env("DELTAWATCH_TRANSACTIONAL_ID"))
+    group_id: str = Field(
+        "deltawatch-notifier", validation_alias=_env("DELTAWATCH_NOTIFIER_GROUP_ID"), min_length=1
+    )
+    secret_key: SecretStr | None = Field(None, validation_alias=_env("DELTAWATCH_SECRET_KEY"))
+
+    @field_validator("secret_key")
+    @classmethod
+    def _fernet_key(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        from cryptography.fernet import Fernet
+
+        try:
+            Fernet(value.get_secret_value().encode())
+        except (ValueError, TypeError):
+            raise ValueError("must be a Fernet key (url-safe base64 of 32 bytes)") from None
+        return value
 
     @field_validator("callback_allow_networks", "callback_deny_networks", mode="before")
     @classmethod
@@ -277,5 +294,7 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         variable = _variable_name(cls, tuple(first["loc"]))
         message = str(first["msg"]).removeprefix("Value error, ")
         raw = first.get("input")
-        shown = f" (got {raw!r})" if isinstance(raw, str | int | float) else ""
+        field = cls.model_fields.get(str(first["loc"][0])) if first["loc"] else None
+        secret = field is not None and "SecretStr" in str(field.annotation)
+        shown = f" (got {raw!r})" if isinstance(raw, str | int | float) and not secret else ""
         raise SettingsError(f"{variable}: {message}{shown}") from None
