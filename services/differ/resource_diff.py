@@ -89,16 +89,22 @@ class BatchOutcome:
     list_writes: dict[ListScope, str | None] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
 
-    def commit_to(self, snapshot: PartitionSnapshot) -> None:
-        """Make the batch's state the partition's state (after the transaction committed)."""
+    def commit_to(self, snapshot: PartitionSnapshot) -> int:
+        """Make the batch's state the partition's state (after the transaction committed).
+
+        Returns how many resources the partition tracks more (or fewer) than before.
+        """
+        added = 0
         for (instance_id, key), entry in self.resource_writes.items():
             instance = snapshot.instances.get(instance_id)
             if entry is None:
-                if instance is not None:
-                    instance.resources.pop(key, None)
+                if instance is not None and instance.resources.pop(key, None) is not None:
+                    added -= 1
                 continue
             if instance is None:
                 instance = snapshot.instances[instance_id] = InstanceSnapshot()
+            if key not in instance.resources:
+                added += 1
             instance.resources[key] = entry
         for instance_id, sequence in self.sequence_writes.items():
             instance = snapshot.instances.get(instance_id)
@@ -110,6 +116,7 @@ class BatchOutcome:
                 snapshot.open_lists.pop(scope, None)
             else:
                 snapshot.open_lists[scope] = list_id
+        return added
 
 
 class _Overlay:

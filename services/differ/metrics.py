@@ -1,0 +1,43 @@
+"""The differ's Prometheus metrics (``deltawatch_differ_*``), defined once for the process."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+TRACKED_RESOURCES = Gauge(
+    "deltawatch_differ_tracked_resources", "Resources in the snapshots of the owned partitions"
+)
+TRACKED_INSTANCES = Gauge(
+    "deltawatch_differ_tracked_instances", "Instances in the snapshots of the owned partitions"
+)
+INPUT_EVENTS = Counter(
+    "deltawatch_differ_input_events_total", "Resource events consumed, by type", ["type"]
+)
+RESOURCE_CHANGES = Counter(
+    "deltawatch_differ_resource_changes_total",
+    "Resources reported in delta events, by change type",
+    ["change"],
+)
+EVENTS_PRODUCED = Counter(
+    "deltawatch_differ_events_total", "CloudEvents produced, by kind", ["kind"]
+)
+BATCH_SIZE = Histogram(
+    "deltawatch_differ_batch_size",
+    "Input records per transaction",
+    buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
+)
+TRANSACTIONS = Counter(
+    "deltawatch_differ_transactions_total", "Kafka transactions, by outcome", ["outcome"]
+)
+DEAD_LETTERS = Counter("deltawatch_differ_dead_letters_total", "Records sent to the differ DLQ")
+RESTORE_SECONDS = Histogram(
+    "deltawatch_differ_restore_seconds",
+    "Time to restore one partition snapshot from the changelog",
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
+)
+RESTORED_RECORDS = Counter(
+    "deltawatch_differ_restored_records_total", "Changelog records read during restores"
+)
+CONSUMER_LAG = Gauge(
+    "deltawatch_differ_consumer_lag", "Input records not yet processed, by partition", ["partition"]
+)
