@@ -21,13 +21,6 @@ app = typer.Typer(
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(kube_app, name="kube")
 app.command("run")(run_pipeline)
-
-try:  # mounted once the differ's CLI module exists
-    from services.differ.cli import deltas_app
-
-    app.add_typer(deltas_app, name="deltas")
-except ImportError:  # pragma: no cover
-    pass
 app.command("demo")(demo)
 
 try:  # mounted once the differ's CLI module exists
