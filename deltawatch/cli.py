@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import typer
 
+from deltawatch.compose_stack import compose_app
 from deltawatch.demo.runner import demo
 from deltawatch.local_pipeline import run_pipeline
 from deltawatch.localkafka.cli import kafka_app
@@ -19,6 +20,7 @@ app = typer.Typer(
     help="deltawatch: subscriptions, the delta topic, the local broker and API server, the demo.",
 )
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(compose_app, name="compose")
 app.add_typer(kube_app, name="kube")
 app.command("run")(run_pipeline)
 app.command("demo")(demo)

@@ -1,0 +1,147 @@
+#!/usr/bin/env bash
+# Make every image compose/docker-compose.yml names available in the local dockerd. An image
+# already present is kept; a missing one is pulled; when the registry cannot be reached (as on
+# the project's CI machines, which only reach package mirrors) a stand-in is built locally from
+# the same upstream release and tagged with the official name, labelled
+# org.deltawatch.stand-in=<how it was built> so that anyone can tell (`deltawatch compose images`
+# lists them). Idempotent; run as root on a machine prepared by scripts/compose-machine.sh.
+#
+#   debian:bookworm-slim                    debootstrap --variant=minbase bookworm + trimming
+#   python:3.11-slim                        Debian bookworm's python3 (3.11) on the above
+#   apache/kafka:4.1.1                      Apache Kafka 4.1.1 jars from Maven Central, OpenJDK 17
+#   registry.k8s.io/etcd:3.5.16-0           etcd v3.5.16 built from Go modules (localkube)
+#   registry.k8s.io/kube-apiserver:v1.32.13 kube-apiserver v1.32.13 built from Go modules
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${DELTAWATCH_CACHE_DIR:-$HOME/.cache/deltawatch}/compose"
+STANDINS="$ROOT/compose/standins"
+PYTHON="${DELTAWATCH_PYTHON:-$ROOT/.venv/bin/python}"
+PULL_TIMEOUT_S="${DELTAWATCH_PULL_TIMEOUT_S:-30}"
+export DOCKER_BUILDKIT=0  # the stand-ins need nothing BuildKit offers, and no buildx is installed
+mkdir -p "$CACHE"
+
+say() { echo "[compose-images] $*" >&2; }
+present() { docker image inspect "$1" >/dev/null 2>&1; }
+pulled() {
+  [ "${DELTAWATCH_COMPOSE_PULL:-1}" = 1 ] || return 1
+  say "pulling $1"
+  timeout "$PULL_TIMEOUT_S" docker pull -q "$1" >/dev/null 2>&1 && return 0
+  say "cannot pull $1: building a local stand-in"
+  return 1
+}
+
+# A build context of its own per stand-in, outside the repository: the Dockerfile dir plus the
+# artefacts it copies (hard links, the cache is on one filesystem; copies otherwise).
+context_for() {
+  local name="$1" ctx="$CACHE/standin-context/$1"
+  rm -rf "$ctx" && mkdir -p "$ctx"
+  cp -r "$STANDINS/$name/." "$ctx/"
+  echo "$ctx"
+}
+link_into() { cp -al "$1" "$2" 2>/dev/null || cp -a "$1" "$2"; }
+
+debian_slim() {
+  local tag=debian:bookworm-slim
+  present "$tag" || pulled "$tag" && return 0
+  local mirror rootfs="$CACHE/rootfs-bookworm"
+  mirror="$(sed -n 's/^URIs: *\(http[^ ]*debian\)\/*$/\1/p' /etc/apt/sources.list.d/debian.sources 2>/dev/null | head -1)"
+  [ -n "$mirror" ] || mirror="$(awk '$1=="deb" && $3 ~ /^bookworm$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)"
+  mirror="${mirror:-http://deb.debian.org/debian}"
+  say "debootstrap --variant=minbase bookworm from $mirror"
+  rm -rf "$rootfs"
+  debootstrap --variant=minbase bookworm "$rootfs" "$mirror" >"$CACHE/debootstrap.log" 2>&1 \
+    || { tail -20 "$CACHE/debootstrap.log" >&2; exit 1; }
+  # Trim as the official slim image does: no docs, man pages or locales, now or after apt-get.
+  cat >"$rootfs/etc/dpkg/dpkg.cfg.d/docker" <<'CFG'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/groff/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+path-exclude /usr/share/linda/*
+path-exclude /usr/share/locale/*
+CFG
+  cat >"$rootfs/etc/apt/apt.conf.d/docker-clean" <<'CFG'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";
+CFG
+  echo 'APT::Install-Recommends "false";' >"$rootfs/etc/apt/apt.conf.d/docker-no-recommends"
+  rm -f "$rootfs/etc/apt/sources.list"
+  cat >"$rootfs/etc/apt/sources.list.d/debian.sources" <<SRC
+Types: deb
+URIs: $mirror
+Suites: bookworm bookworm-updates
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+
+Types: deb
+URIs: ${mirror%/debian}/debian-security
+Suites: bookworm-security
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+  find "$rootfs/usr/share/doc" -mindepth 1 -not -name copyright -not -type d -delete
+  find "$rootfs/usr/share/doc" -mindepth 1 -type d -empty -delete
+  rm -rf "$rootfs"/usr/share/{man,info,groff,lintian,linda,locale}/* \
+    "$rootfs"/var/lib/apt/lists/* "$rootfs"/var/cache/apt/* "$rootfs"/var/log/*.log \
+    "$rootfs"/var/log/apt/* "$rootfs"/tmp/* "$rootfs"/root/.bash_history
+  : >"$rootfs/etc/machine-id"
+  echo "debian-slim" >"$rootfs/etc/hostname"
+  say "docker import $tag"
+  tar --numeric-owner -C "$rootfs" -c . | docker import \
+    --change 'CMD ["bash"]' \
+    --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
+    --change 'LABEL org.deltawatch.stand-in="debian:bookworm-slim built by debootstrap --variant=minbase bookworm"' \
+    - "$tag" >/dev/null
+  rm -rf "$rootfs"
+}
+
+build_standin() {  # name tag
+  say "building stand-in $2"
+  docker build -q -t "$2" "$(context_for "$1")" >/dev/null
+}
+
+python_slim() {
+  local tag=python:3.11-slim
+  present "$tag" || pulled "$tag" || build_standin python "$tag"
+}
+
+kafka() {
+  local tag=apache/kafka:4.1.1
+  present "$tag" || pulled "$tag" && return 0
+  "$PYTHON" -c 'from deltawatch.localkafka.broker import LocalKafkaBroker; LocalKafkaBroker("4.1.1").ensure_jars()'
+  local libs="${DELTAWATCH_CACHE_DIR:-$HOME/.cache/deltawatch}/kafka/4.1.1/libs" tools="$CACHE/kafka-tools-4.1.1"
+  if [ ! -f "$tools/kafka-tools-4.1.1.jar" ]; then
+    say "fetching org.apache.kafka:kafka-tools:4.1.1 from Maven Central (for the health check)"
+    mvn -B -q -Dstyle.color=never dependency:copy -Dartifact=org.apache.kafka:kafka-tools:4.1.1 \
+      -DoutputDirectory="$tools" >&2
+  fi
+  local ctx
+  ctx="$(context_for kafka)"
+  mkdir -p "$ctx/libs"
+  for jar in "$libs"/*.jar "$tools"/*.jar; do link_into "$jar" "$ctx/libs/"; done
+  say "building stand-in $tag"
+  docker build -q -t "$tag" "$ctx" >/dev/null
+}
+
+kube_component() {  # component tag
+  present "$2" || pulled "$2" && return 0
+  local bin
+  bin="$("$PYTHON" -c "import sys; from deltawatch.localkube.build import ensure_binaries; b = ensure_binaries(sys.stderr); print(b.etcd if '$1' == 'etcd' else b.kube_apiserver)")"
+  local ctx
+  ctx="$(context_for "$1")"
+  link_into "$bin" "$ctx/$1"
+  say "building stand-in $2"
+  docker build -q -t "$2" "$ctx" >/dev/null
+}
+
+debian_slim
+python_slim
+kafka
+if [ "${DELTAWATCH_COMPOSE_KUBE:-1}" = 1 ]; then
+  kube_component etcd registry.k8s.io/etcd:3.5.16-0
+  kube_component kube-apiserver registry.k8s.io/kube-apiserver:v1.32.13
+fi
+rm -rf "$CACHE/standin-context"
