@@ -294,7 +294,10 @@ def load_settings(cls: type[S], **overrides: Any) -> S:
         variable = _variable_name(cls, tuple(first["loc"]))
         message = str(first["msg"]).removeprefix("Value error, ")
         raw = first.get("input")
-        field = cls.model_fields.get(str(first["loc"][0])) if first["loc"] else None
-        secret = field is not None and "SecretStr" in str(field.annotation)
+        secret = any(
+            "SecretStr" in str(f.annotation)
+            and variable in (name, *getattr(f.validation_alias, "choices", ()))
+            for name, f in cls.model_fields.items()
+        )
         shown = f" (got {raw!r})" if isinstance(raw, str | int | float) and not secret else ""
         raise SettingsError(f"{variable}: {message}{shown}") from None
