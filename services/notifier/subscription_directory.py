@@ -1,0 +1,264 @@
+"""The REST facade's read model: every subscription, as the compacted subscriptions topic says.
+
+Reads (CONTRACT §9) must show what Kafka holds, on whichever notifier replica answers, and a
+client that just wrote through one replica must read its write through any other. The notifier
+core's own table only covers the partitions assigned to that replica, so the facade keeps its
+own copy of the whole topic: a group-less reader assigned every partition from the beginning,
+``read_committed`` (the core writes state in transactions), applying each record by key and
+removing a key on its tombstone.
+
+"Read your writes" across replicas: before answering, a read asks the broker for the topic's
+last stable offsets *now* (one ListOffsets round trip) and waits until this reader has consumed
+up to them. A write acknowledged before the read started is committed below those offsets, so
+it is visible. The wait is bounded by the caller (``DELTAWATCH_API_TIMEOUT_S``).
+
+:class:`SubscriptionIndex` is the pure part (records in, lookups out);
+:class:`SubscriptionDirectory` is the Kafka edge that feeds it in a thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    IsolationLevel,
+    KafkaError,
+    Message,
+    TopicPartition,
+)
+from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
+from prometheus_client import Gauge, Histogram
+from pydantic import ValidationError
+
+from deltawatch.kafka_clients import make_admin, make_reader
+from deltawatch.logs import get_logger
+from deltawatch.settings import CommonSettings
+from services.notifier.subscription_state import SubscriptionState
+
+SUBSCRIPTIONS = Gauge(
+    "deltawatch_notifier_rest_directory_subscriptions",
+    "Subscriptions known to the REST facade's directory (all instances, all partitions).",
+)
+CATCH_UP_SECONDS = Histogram(
+    "deltawatch_notifier_rest_directory_catch_up_seconds",
+    "Time a read waited for the directory to reach the subscriptions topic's end offsets.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+log = get_logger("notifier.subscription_directory")
+
+SECRET_FIELDS = frozenset({"secret", "sealed-secret"})
+
+
+class DirectoryLagError(TimeoutError):
+    """The directory did not reach the topic's end offsets within the allowed time."""
+
+
+@dataclass
+class SubscriptionIndex:
+    """``<instance-id>/<name>`` → the StatusSubscription JSON shown to users."""
+
+    by_key: dict[str, dict[str, Any]] = field(default_factory=dict)
+    by_instance: dict[str, dict[str, str]] = field(default_factory=dict)
+    """instance-id → subscription name → key."""
+
+    def apply(self, key: str, value: bytes | None) -> None:
+        """One record of the subscriptions topic; ``None`` is a tombstone.
+
+        Records that are not subscription states (``cps/<dataspace>`` keys, whose key shape an
+        instance named ``cps`` would share) are recognised by their value and leave no entry.
+        """
+        self._remove(key)
+        if value is None:
+            return
+        try:
+            state = SubscriptionState.model_validate_json(value)
+        except ValidationError:
+            return
+        if state.key != key:
+            log.warning("subscription state under a foreign key ignored", key=key)
+            return
+        shown = {k: v for k, v in state.public().items() if k not in SECRET_FIELDS}
+        self.by_key[key] = shown
+        self.by_instance.setdefault(state.instance_id, {})[state.name] = key
+
+    def _remove(self, key: str) -> None:
+        old = self.by_key.pop(key, None)
+        if old is None:
+            return
+        names = self.by_instance.get(str(old["instance-id"]), {})
+        names.pop(str(old["name"]), None)
+        if not names:
+            self.by_instance.pop(str(old["instance-id"]), None)
+
+    def of_instance(self, instance_id: str) -> list[dict[str, Any]]:
+        names = self.by_instance.get(instance_id, {})
+        return [self.by_key[names[name]] for name in sorted(names)]
+
+    def get(self, instance_id: str, name: str) -> dict[str, Any] | None:
+        key = self.by_instance.get(instance_id, {}).get(name)
+        return None if key is None else self.by_key[key]
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+
+def reached(positions: dict[int, int], targets: dict[int, int]) -> bool:
+    """Every partition consumed up to its target offset (partitions not read count as 0)."""
+    return all(positions.get(partition, 0) >= offset for partition, offset in targets.items())
+
+
+@dataclass
+class _Waiter:
+    targets: dict[int, int]
+    loop: asyncio.AbstractEventLoop
+    future: asyncio.Future[None]
+
+
+def _release(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+class SubscriptionDirectory:
+    """Reads the whole subscriptions topic in a thread into a :class:`SubscriptionIndex`."""
+
+    def __init__(
+        self, settings: CommonSettings, client_id: str = "deltawatch-notifier-directory"
+    ) -> None:
+        self._settings = settings
+        self._topic: str = settings.subscriptions_topic
+        self._client_id = client_id
+        self._index = SubscriptionIndex()
+        self._positions: dict[int, int] = {}
+        self._partitions: list[int] = []
+        self._restore_targets: dict[int, int] = {}
+        self._waiters: list[_Waiter] = []
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._restored = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._admin = make_admin(settings)
+
+    @property
+    def ready(self) -> bool:
+        """Consumed up to the end offsets found at start: reads reflect the present."""
+        return self._restored.is_set()
+
+    def start(self) -> None:
+        reader = make_reader(self._settings, client_id=self._client_id)
+        metadata = reader.list_topics(self._topic, timeout=10)
+        topic = metadata.topics[self._topic]
+        if topic.error is not None or not topic.partitions:
+            reader.close()
+            raise RuntimeError(f"subscriptions topic {self._topic} does not exist")
+        self._partitions = sorted(topic.partitions)
+        self._restore_targets = {
+            p: reader.get_watermark_offsets(TopicPartition(self._topic, p), timeout=10)[1]
+            for p in self._partitions
+        }
+        if reached(self._positions, self._restore_targets):
+            self._restored.set()
+        reader.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        self._thread = threading.Thread(
+            target=self._run, args=(reader,), name="rest-directory", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def of_instance(self, instance_id: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [dict(s) for s in self._index.of_instance(instance_id)]
+
+    def get(self, instance_id: str, name: str) -> dict[str, Any] | None:
+        with self._lock:
+            found = self._index.get(instance_id, name)
+            return None if found is None else dict(found)
+
+    async def end_offsets(self) -> dict[int, int]:
+        """The topic's last stable offsets now, in one ListOffsets request."""
+        latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
+        request = {TopicPartition(self._topic, p): latest for p in self._partitions}
+        futures = self._admin.list_offsets(
+            request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10
+        )
+        targets: dict[int, int] = {}
+        for partition, future in futures.items():
+            info = await asyncio.wrap_future(future)
+            targets[partition.partition] = int(info.offset)
+        return targets
+
+    async def catch_up(self, timeout_s: float) -> None:
+        """Wait until every write committed before this call is in the directory."""
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with asyncio.timeout(timeout_s):
+                targets = await self.end_offsets()
+                future: asyncio.Future[None] = loop.create_future()
+                waiter = _Waiter(targets, loop, future)
+                with self._lock:
+                    if reached(self._positions, targets):
+                        return
+                    self._waiters.append(waiter)
+                try:
+                    await future
+                finally:
+                    with self._lock, contextlib.suppress(ValueError):
+                        self._waiters.remove(waiter)
+        except TimeoutError:
+            raise DirectoryLagError(
+                f"the subscription directory did not catch up within {timeout_s:g}s"
+            ) from None
+        finally:
+            CATCH_UP_SECONDS.observe(loop.time() - started)
+
+    def _run(self, reader: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                messages = reader.consume(num_messages=500, timeout=0.2)
+                if messages:
+                    self._apply(messages)
+        finally:
+            reader.close()
+
+    def _apply(self, messages: list[Message]) -> None:
+        with self._lock:
+            for message in messages:
+                partition = message.partition()
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        self._advance(partition, message.offset())
+                    else:
+                        log.warning("reading subscriptions failed", error=error.str())
+                    continue
+                key = message.key()
+                if key is None:
+                    log.warning("subscription record without key", partition=partition)
+                else:
+                    self._index.apply(key.decode(errors="replace"), message.value())
+                offset = message.offset()
+                self._advance(partition, None if offset is None else offset + 1)
+            SUBSCRIPTIONS.set(len(self._index))
+            if not self._restored.is_set() and reached(self._positions, self._restore_targets):
+                self._restored.set()
+                log.info("subscription directory restored", subscriptions=len(self._index))
+            for waiter in [w for w in self._waiters if reached(self._positions, w.targets)]:
+                self._waiters.remove(waiter)
+                with contextlib.suppress(RuntimeError):  # its loop has closed meanwhile
+                    waiter.loop.call_soon_threadsafe(_release, waiter.future)
+
+    def _advance(self, partition: int | None, offset: int | None) -> None:
+        if partition is None or offset is None or offset < 0:
+            return
+        self._positions[partition] = max(self._positions.get(partition, 0), offset)
