@@ -167,8 +167,8 @@ class WatcherSettings(CommonSettings):
         500, validation_alias=_env("DELTAWATCH_LIST_PAGE_SIZE"), ge=1, le=100000
     )
     watch_timeout_s: int = Field(
-        300, validation_alias=_env("DELTAWATCH_WATCH_TIMEOUT_S"), ge=1, le=3600
-    )
+        300, validation_alias=_env("DELTAWATCH_WATCH_TIMEOUT_S"), ge=0, le=3600
+    )  # 0: the server picks (its --min-request-timeout, up to twice it)
     queue_max_bytes: int = Field(
         64 * 1024 * 1024, validation_alias=_env("DELTAWATCH_WATCHER_QUEUE_MAX_BYTES"), ge=1024
     )
@@ -239,8 +239,8 @@ class NotifierSettings(CommonSettings):
     )
     api_timeout_s: float = Field(10.0, validation_alias=_env("DELTAWATCH_API_TIMEOUT_S"), gt=0)
     transactional_id: str | None = Field(None, validation_alias=_env("DELTAWATCH_TRANSACTIONAL_ID"))
-    group_id: str = Field(
-        "deltawatch-notifier", validation_alias=_env("DELTAWATCH_NOTIFIER_GROUP_ID"), min_length=1
+    group_id: str | None = Field(
+        None, validation_alias=_env("DELTAWATCH_NOTIFIER_GROUP_ID"), min_length=1
     )
     secret_key: SecretStr | None = Field(None, validation_alias=_env("DELTAWATCH_SECRET_KEY"))
 

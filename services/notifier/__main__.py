@@ -1,29 +1,62 @@
-"""Entry point of ``deltawatch-notifier`` / ``python -m services.notifier``."""
+"""Entry point of ``deltawatch-notifier`` / ``python -m services.notifier``.
+
+The worker loop and the HTTP server (health, metrics, and later the REST facade) share one
+asyncio event loop, so HTTP handlers can read the restored subscription table directly.
+uvicorn captures SIGTERM while it serves and re-raises it when it stops; the worker loop
+watches both uvicorn's exit flag and :class:`ShutdownFlag`, finishes the turn it is in
+(its transaction commits or was never begun), cancels deliveries (they stay in the outbox)
+and returns.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import sys
+
+from confluent_kafka import KafkaException
+
 from deltawatch.health import HealthState
+from deltawatch.http_server import HttpServer, build_app
 from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
 from deltawatch.shutdown import ShutdownFlag
-from deltawatch.topics import contract_topics
-from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit, start_http
+from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit
+from services.notifier.worker import NotifierWorker, notifier_topics
+
+READINESS = ["kafka", "assigned", "restored", "caught-up"]
+
+
+async def serve(settings: NotifierSettings, shutdown: ShutdownFlag) -> None:
+    health = HealthState(READINESS)
+    http = HttpServer(build_app(health), settings.http_port)
+
+    def stopping() -> bool:
+        return shutdown.requested or http.server.should_exit
+
+    worker = NotifierWorker(settings, health, stopping)
+    server = asyncio.create_task(http.serve(), name="http")
+    try:
+        reachable = await asyncio.to_thread(
+            create_topics_when_reachable, settings, notifier_topics(settings), shutdown, health
+        )
+        if reachable and not stopping():
+            await worker.run()
+    finally:
+        health.stopping()
+        http.server.should_exit = True
+        await server
 
 
 def main() -> None:
     settings = settings_or_exit(NotifierSettings, "notifier")
     shutdown = ShutdownFlag().install()
-    health = HealthState(["kafka"])
-    http = start_http(settings, health)
     log = get_logger("notifier")
-    topics = contract_topics(settings)
-    if create_topics_when_reachable(settings, list(topics.values()), shutdown, health):
-        log.info("notifier ready", port=http.port)
-    while not shutdown.wait(1.0):
-        health.beat()
-    health.stopping()
+    try:
+        asyncio.run(serve(settings, shutdown))
+    except KafkaException as exc:
+        log.error("notifier stopped on a Kafka error", error=str(exc))
+        sys.exit(1)
     log.info("notifier stopped", signal=shutdown.signal_name)
-    http.stop()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,52 @@
+"""The notifier's Prometheus metrics (names prefixed ``deltawatch_notifier_``).
+
+One module so that an operator finds every series the notifier exports in one place, and
+so that the loop and the delivery code share the same objects.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+COMMANDS = Counter(
+    "deltawatch_notifier_commands_total",
+    "Subscription commands answered, by action and result (accepted or the rejection code).",
+    ["action", "result"],
+)
+SUBSCRIPTIONS = Gauge(
+    "deltawatch_notifier_subscriptions", "Callback subscriptions this notifier owns."
+)
+DELTAS = Counter(
+    "deltawatch_notifier_deltas_total",
+    "Delta events consumed, by what was done with them.",
+    ["outcome"],
+)
+COALESCED = Counter(
+    "deltawatch_notifier_coalesced_changes_total",
+    "Resource changes merged into a pending notification instead of sent on their own.",
+)
+NOTIFICATIONS = Counter(
+    "deltawatch_notifier_notifications_total", "Notifications formed (net change non-empty)."
+)
+ATTEMPTS = Counter(
+    "deltawatch_notifier_delivery_attempts_total",
+    "Callback POSTs, by result class (2xx, 4xx, 5xx, error, refused).",
+    ["result"],
+)
+DELIVERIES = Counter(
+    "deltawatch_notifier_deliveries_total",
+    "Notifications finished, by outcome (delivered, dead-lettered).",
+    ["outcome"],
+)
+DLQ = Counter("deltawatch_notifier_dlq_total", "Notifications written to the DLQ topic.")
+IN_FLIGHT = Gauge(
+    "deltawatch_notifier_notifications_in_flight", "Notifications out and not yet finished."
+)
+LATENCY = Histogram(
+    "deltawatch_notifier_delivery_latency_seconds",
+    "From the oldest change in a notification being observed (delta ce_time) to its 2xx.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+)
+TRANSACTIONS = Counter(
+    "deltawatch_notifier_transactions_total", "Kafka transactions committed by the loop."
+)
