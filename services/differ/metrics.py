@@ -10,6 +10,9 @@ TRACKED_RESOURCES = Gauge(
 TRACKED_INSTANCES = Gauge(
     "deltawatch_differ_tracked_instances", "Instances in the snapshots of the owned partitions"
 )
+ASSIGNED_PARTITIONS = Gauge(
+    "deltawatch_differ_assigned_partitions", "Input partitions this process owns (restored)"
+)
 INPUT_EVENTS = Counter(
     "deltawatch_differ_input_events_total", "Resource events consumed, by type", ["type"]
 )

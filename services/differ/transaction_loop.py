@@ -459,6 +459,7 @@ class DifferLoop:
     def _refresh_gauges(self) -> None:
         metrics.TRACKED_RESOURCES.set(sum(self.resource_counts.values()))
         metrics.TRACKED_INSTANCES.set(self.store.instance_count())
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
 
 
 def _partition(message: Message) -> int:

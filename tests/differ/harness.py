@@ -111,6 +111,12 @@ class DifferProcess:
     def metrics(self) -> str:
         return httpx.get(f"{self.base}/metrics", timeout=5).text
 
+    def gauge(self, name: str) -> float:
+        for line in self.metrics().splitlines():
+            if line.startswith(f"{name} "):
+                return float(line.split()[1])
+        raise AssertionError(f"no metric {name}")
+
     def terminate(self, timeout_s: float = 10.0) -> tuple[int, float]:
         """SIGTERM; the exit code and how long the exit took."""
         assert self.process is not None
@@ -167,6 +173,8 @@ class EventFeed:
         self.bootstrap = env["KAFKA_BOOTSTRAP_SERVERS"]
         self.serde = AvroSerde.from_file("resource-event.avsc", self.topic, None)
         self.producer = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True})
+        self.sent: list[dict[str, Any]] = []
+        """Every record produced (markers once), in order: the input of an expected state."""
 
     def partitions(self) -> int:
         admin = AdminClient({"bootstrap.servers": self.bootstrap})
@@ -202,10 +210,12 @@ class EventFeed:
             object=body,
             list_id=list_id,
         )
+        self.sent.append(record)
         self.producer.produce(self.topic, key=instance.encode(), value=self.serde.encode(record))
 
     def marker(self, event_type: str, list_id: str, kind: str = "Pod") -> None:
         record = self.record(event_type, list_id=list_id, kind=kind, list_reason="initial")
+        self.sent.append(record)
         for partition in range(self.partitions()):
             self.producer.produce(
                 self.topic, key=None, value=self.serde.encode(record), partition=partition
