@@ -5,7 +5,7 @@ exits; the notifier answers on the results topic. Running it again (``docker com
 without ``down -v``) produces a new command, which the notifier rejects as "already exists":
 harmless. It runs in the notifier's image, so it reads the same Kafka settings as the workers
 (``KAFKA_BOOTSTRAP_SERVERS``, ``DELTAWATCH_KAFKA_CONFIG``, ``DELTAWATCH_COMMANDS_TOPIC``) and
-creates the commands topic if the notifier has not yet done so.
+creates the commands topic: it runs before the notifier, which reads the command from there.
 """
 
 from __future__ import annotations
