@@ -8,6 +8,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import jsonschema
 import pytest
 
 from tests.differ.harness import (
@@ -21,6 +22,14 @@ from tests.differ.harness import (
 )
 
 pytestmark = pytest.mark.kafka
+
+SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "delta-event.schema.json").read_text())
+
+
+def validate(data: object, definition: str | None = None) -> None:
+    schema = SCHEMA if definition is None else {**SCHEMA, **SCHEMA["$defs"][definition]}
+    jsonschema.Draft202012Validator(schema).validate(data)
+
 
 TIME = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -104,6 +113,10 @@ def test_create_modify_delete_give_contract_cloud_events(
     assert (
         third.data["resource-changes"]["deleted"][0]["status"]["metadata"]["resourceVersion"] == "4"
     )
+    for delta in deltas.deltas("inst-1"):
+        validate(delta.data)
+    with pytest.raises(jsonschema.ValidationError):
+        validate({**first.data, "sequence": 0})
     # Same partition number as the input (instance-id keyed).
     assert {d.partition for d in deltas.deltas("inst-1")} == {first.partition}
     metrics = differ.metrics()
@@ -129,6 +142,7 @@ def test_list_with_missing_object_deletes_it_then_synced(
     new = deltas.deltas("inst-1")[before:]
     assert [changes(d) for d in new] == [{"created": [], "deleted": ["b"], "modified": []}]
     synced = deltas.of_type(".synced")[0]
+    validate(synced.data, "synced")
     assert synced.headers["ce_subject"] == "inst-1"
     assert synced.data["sequence"] == new[0].data["sequence"]
     # The synced event follows the deletion in the instance's partition.
@@ -207,6 +221,7 @@ def test_heartbeats_per_partition_when_idle(
             "a heartbeat on every partition",
         )
         beat = deltas.of_type(".heartbeat")[0]
+        validate(beat.data, "heartbeat")
         assert "ce_subject" not in beat.headers
         assert set(beat.data) == {"cluster", "partition", "time"}
         assert beat.data["partition"] == beat.partition
