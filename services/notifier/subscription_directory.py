@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -143,6 +144,7 @@ class SubscriptionDirectory:
         self._stop = threading.Event()
         self._restored = threading.Event()
         self._thread: threading.Thread | None = None
+        self._on_restored: Callable[[], None] | None = None
         self._admin = make_admin(settings)
 
     @property
@@ -150,7 +152,9 @@ class SubscriptionDirectory:
         """Consumed up to the end offsets found at start: reads reflect the present."""
         return self._restored.is_set()
 
-    def start(self) -> None:
+    def start(self, on_restored: Callable[[], None] | None = None) -> None:
+        """Read the topic from the beginning in a thread; ``on_restored`` once at its end."""
+        self._on_restored = on_restored
         reader = make_reader(self._settings, client_id=self._client_id)
         metadata = reader.list_topics(self._topic, timeout=10)
         topic = metadata.topics[self._topic]
@@ -162,8 +166,6 @@ class SubscriptionDirectory:
             p: reader.get_watermark_offsets(TopicPartition(self._topic, p), timeout=10)[1]
             for p in self._partitions
         }
-        if reached(self._positions, self._restore_targets):
-            self._restored.set()
         reader.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in self._partitions])
         self._thread = threading.Thread(
             target=self._run, args=(reader,), name="rest-directory", daemon=True
@@ -253,6 +255,8 @@ class SubscriptionDirectory:
             if not self._restored.is_set() and reached(self._positions, self._restore_targets):
                 self._restored.set()
                 log.info("subscription directory restored", subscriptions=len(self._index))
+                if self._on_restored is not None:
+                    self._on_restored()
             for waiter in [w for w in self._waiters if reached(self._positions, w.targets)]:
                 self._waiters.remove(waiter)
                 with contextlib.suppress(RuntimeError):  # its loop has closed meanwhile
