@@ -21,6 +21,7 @@ from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
 from deltawatch.shutdown import ShutdownFlag
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit
+from services.notifier.rest_api import RestFacade
 from services.notifier.worker import NotifierWorker, notifier_topics
 
 READINESS = ["kafka", "assigned", "restored", "caught-up"]
@@ -28,7 +29,8 @@ READINESS = ["kafka", "assigned", "restored", "caught-up"]
 
 async def serve(settings: NotifierSettings, shutdown: ShutdownFlag) -> None:
     health = HealthState(READINESS)
-    http = HttpServer(build_app(health), settings.http_port)
+    rest = RestFacade(settings, health)
+    http = HttpServer(build_app(health, rest.routes), settings.http_port)
 
     def stopping() -> bool:
         return shutdown.requested or http.server.should_exit
@@ -40,8 +42,10 @@ async def serve(settings: NotifierSettings, shutdown: ShutdownFlag) -> None:
             create_topics_when_reachable, settings, notifier_topics(settings), shutdown, health
         )
         if reachable and not stopping():
+            await asyncio.to_thread(rest.start)
             await worker.run()
     finally:
+        await asyncio.to_thread(rest.stop)
         health.stopping()
         http.server.should_exit = True
         await server
