@@ -29,6 +29,7 @@ Obj = dict[str, Any]
 CONNECT_TIMEOUT_S = 10.0
 LIST_TIMEOUT_S = 60.0
 STREAM_CHUNK_BYTES = 256 * 1024
+DEFAULT_SILENCE_S = 300
 
 
 class KubeError(Exception):
@@ -195,16 +196,20 @@ def open_watch(
     timeout_s: int,
 ) -> WatchStream:
     """Start a WATCH from ``resource_version`` with bookmarks; the server ends it after
-    ``timeout_s`` (the client gives up reading after ``timeout_s + 30`` of silence)."""
+    ``timeout_s`` (0: after a time of its choosing, ``--min-request-timeout`` to twice it).
+    The client gives up on a connection silent for longer than that (bookmarks arrive
+    about every minute), and the caller re-watches."""
     path = served.collection_path()
     query = {
         "watch": "true",
         "labelSelector": label_selector,
         "resourceVersion": resource_version,
         "allowWatchBookmarks": "true",
-        "timeoutSeconds": str(timeout_s),
     }
-    response = _send(api, path, query, (CONNECT_TIMEOUT_S, float(timeout_s + 30)))
+    if timeout_s > 0:
+        query["timeoutSeconds"] = str(timeout_s)
+    read_timeout = float((timeout_s or DEFAULT_SILENCE_S) + 30)
+    response = _send(api, path, query, (CONNECT_TIMEOUT_S, read_timeout))
     if not 200 <= response.status <= 299:
         try:
             body = json.loads(response.read() or b"{}")

@@ -236,3 +236,52 @@ def start_watcher(
 @pytest.fixture
 def kubeconfig(kube_server: LocalKubeServer) -> Path:
     return kube_server.kubeconfig
+
+
+def fold(records: list[dict[str, Any]]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    """What a consumer that applies the records as the differ must ends up knowing.
+
+    Per partition, in order: watch events add, replace or remove an object; a list's
+    LISTED objects are collected and, at its LIST_END, replace everything known of that
+    kind (in that namespace) — so objects deleted while nobody watched disappear. A list
+    without its LIST_END is discarded. Keys are (kind, namespace, name)."""
+    known: dict[tuple[str, str, str], dict[str, Any]] = {}
+    by_partition: dict[int, list[dict[str, Any]]] = {}
+    for r in records:
+        by_partition.setdefault(r["_partition"], []).append(r)
+    for rs in by_partition.values():
+        state: dict[tuple[str, str, str], dict[str, Any]] = {}
+        lists: dict[str, dict[tuple[str, str, str], dict[str, Any]]] = {}
+        for r in rs:
+            key = (r["kind"], r["namespace"] or "", r["name"] or "")
+            if r["type"] == "LIST_BEGIN":
+                lists[r["list_id"]] = {}
+            elif r["type"] == "LISTED":
+                if r["list_id"] in lists:
+                    lists[r["list_id"]][key] = r
+            elif r["type"] == "LIST_END":
+                listed = lists.pop(r["list_id"], None)
+                if listed is None:
+                    continue
+                state = {
+                    k: v
+                    for k, v in state.items()
+                    if not (
+                        k[0] == r["kind"] and (r["namespace"] is None or k[1] == r["namespace"])
+                    )
+                }
+                state.update(listed)
+            elif r["type"] in ("ADDED", "MODIFIED"):
+                state[key] = r
+            elif r["type"] == "DELETED":
+                state.pop(key, None)
+        known.update(state)
+    return known
+
+
+def watch_event_ids(records: list[dict[str, Any]]) -> list[tuple[str, str, str]]:
+    return [
+        (r["type"], r["uid"], r["resource_version"])
+        for r in records
+        if r["type"] in ("ADDED", "MODIFIED", "DELETED")
+    ]
