@@ -22,7 +22,7 @@ from deltawatch.settings import NotifierSettings
 from deltawatch.shutdown import ShutdownFlag
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit
 from services.notifier.rest_api import RestFacade
-from services.notifier.worker import NotifierWorker, notifier_topics
+from services.notifier.worker import NotifierWorker, notifier_topics, wait_for_leaders
 
 READINESS = ["kafka", "assigned", "restored", "caught-up"]
 
@@ -42,6 +42,8 @@ async def serve(settings: NotifierSettings, shutdown: ShutdownFlag) -> None:
             create_topics_when_reachable, settings, notifier_topics(settings), shutdown, health
         )
         if reachable and not stopping():
+            names = [topic.name for topic in notifier_topics(settings)]
+            await asyncio.to_thread(wait_for_leaders, settings, names)
             await asyncio.to_thread(rest.start)
             await worker.run()
     finally:
@@ -58,7 +60,7 @@ def main() -> None:
     try:
         asyncio.run(serve(settings, shutdown))
     except KafkaException as exc:
-        log.error("notifier stopped on a Kafka error", error=str(exc))
+        log.error("notifier stopped on a Kafka error", error=str(exc), exc_info=True)
         sys.exit(1)
     log.info("notifier stopped", signal=shutdown.signal_name)
 

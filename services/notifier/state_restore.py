@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from deltawatch.kafka_clients import make_reader
+from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
+
+log = get_logger("deltawatch.notifier.restore")
 
 
 def read_compacted(
@@ -27,16 +30,14 @@ def read_compacted(
         return {}
     reader = make_reader(settings, client_id="deltawatch-notifier-restore")
     try:
+        deadline = time.monotonic() + timeout_s
         pending: set[int] = set()
         for partition in partitions:
-            low, high = reader.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10, cached=False
-            )
+            low, high = _watermarks(reader, TopicPartition(topic, partition), deadline)
             if high > low:
                 pending.add(partition)
         reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(pending)])
         state: dict[str, tuple[int, bytes]] = {}
-        deadline = time.monotonic() + timeout_s
         while pending:
             if time.monotonic() > deadline:
                 raise TimeoutError(f"restore of {topic} {sorted(pending)} took over {timeout_s}s")
@@ -61,3 +62,16 @@ def read_compacted(
         return state
     finally:
         reader.close()
+
+
+def _watermarks(reader: Consumer, partition: TopicPartition, deadline: float) -> tuple[int, int]:
+    """Watermarks, retried while the partition is fresh and has no leader yet."""
+    while True:
+        try:
+            low, high = reader.get_watermark_offsets(partition, timeout=5, cached=False)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.info("watermarks not available yet", topic=partition.topic, error=str(exc))
+            time.sleep(0.2)

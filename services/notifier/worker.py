@@ -48,7 +48,7 @@ from pydantic import ValidationError
 
 from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms
 from deltawatch.health import HealthState
-from deltawatch.kafka_clients import make_consumer, make_producer
+from deltawatch.kafka_clients import make_consumer, make_producer, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import TopicSpec, changelog_topic, contract_topics
@@ -99,6 +99,35 @@ log = get_logger("deltawatch.notifier")
 
 def notifier_topics(settings: NotifierSettings) -> list[TopicSpec]:
     return [*contract_topics(settings).values(), changelog_topic(settings, "notifier", "outbox")]
+
+
+def wait_for_leaders(
+    settings: NotifierSettings, topics: list[str], timeout_s: float = 30.0
+) -> None:
+    """Block until every partition of ``topics`` answers an offset query.
+
+    Topics created a moment ago answer "not leader" to offset queries for a short while,
+    even after the metadata names a leader; everything after start (restore, the readers
+    of the results topic) queries offsets at once.
+    """
+    reader = make_reader(settings, client_id="deltawatch-notifier-probe")
+    deadline = time.monotonic() + timeout_s
+    try:
+        for name in topics:
+            partitions = reader.list_topics(name, timeout=10).topics[name].partitions
+            for partition in partitions:
+                while True:
+                    try:
+                        reader.get_watermark_offsets(
+                            TopicPartition(name, partition), timeout=5, cached=False
+                        )
+                        break
+                    except KafkaException:
+                        if time.monotonic() > deadline:
+                            raise
+                        time.sleep(0.1)
+    finally:
+        reader.close()
 
 
 def identities(settings: NotifierSettings) -> tuple[str, str]:
