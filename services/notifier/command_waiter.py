@@ -44,6 +44,18 @@ PENDING = Gauge(
 log = get_logger("notifier.command_waiter")
 
 
+def next_batch(reader: Any, wait_s: float = 0.2) -> list[Message]:
+    """Wait up to ``wait_s`` for one message, then take what else is already fetched.
+
+    ``consume(n, timeout)`` alone would sit out its whole timeout unless ``n`` messages came,
+    adding that much latency to every answer.
+    """
+    first = reader.poll(wait_s)
+    if first is None:
+        return []
+    return [first, *reader.consume(num_messages=499, timeout=0)]
+
+
 class CommandNotProducedError(RuntimeError):
     """Kafka refused or failed to store the command; nothing will answer it."""
 
@@ -163,7 +175,7 @@ class CommandWaiter:
     def _read_results(self, reader: Any) -> None:
         try:
             while not self._stop.is_set():
-                for message in reader.consume(num_messages=500, timeout=0.2):
+                for message in next_batch(reader):
                     self._dispatch(message)
         finally:
             reader.close()

@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from deltawatch.kafka_clients import make_admin, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
+from services.notifier.command_waiter import next_batch
 from services.notifier.subscription_state import SubscriptionState
 
 SUBSCRIPTIONS = Gauge(
@@ -227,7 +228,7 @@ class SubscriptionDirectory:
     def _run(self, reader: Any) -> None:
         try:
             while not self._stop.is_set():
-                messages = reader.consume(num_messages=500, timeout=0.2)
+                messages = next_batch(reader)
                 if messages:
                     self._apply(messages)
         finally:
