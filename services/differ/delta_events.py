@@ -8,9 +8,7 @@ byte-identical events, and a consumer may deduplicate on ``ce_id``.
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
-from typing import Any
 
 from deltawatch.cloud_events import KafkaRecord, new_event, rfc3339_ms, to_kafka
 from services.differ.resource_diff import InstanceDelta, ReportedResource, SyncedNotice
@@ -21,55 +19,29 @@ SYNCED_TYPE = "org.deltawatch.instance.status.synced"
 HEARTBEAT_TYPE = "org.deltawatch.instance.status.heartbeat"
 
 
-def resource_status(resource: ReportedResource) -> dict[str, Any]:
-    """The seed's ResourceStatus JSON plus ``namespace``; the status is embedded unparsed."""
+def resource_status(resource: ReportedResource) -> bytes:
+    """The seed's ResourceStatus JSON plus ``namespace``; the stored object is spliced in as is."""
     key = resource.key
-    return {
+    head = {
         "name": key.name,
         "namespace": key.namespace,
         "GVK": {"Group": key.group, "Version": key.version, "Kind": key.kind},
-        "status": _Raw(resource.status),
     }
-
-
-class _Raw:
-    """Already-serialised JSON spliced into the event body without a parse / dump round trip."""
-
-    __slots__ = ("data",)
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-
-def _dump(value: Any) -> bytes:
-    if isinstance(value, _Raw):
-        return value.data
-    if isinstance(value, dict):
-        members = (_scalar(k) + b":" + _dump(v) for k, v in value.items())
-        return b"{" + b",".join(members) + b"}"
-    if isinstance(value, list):
-        return b"[" + b",".join(_dump(v) for v in value) + b"]"
-    return _scalar(value)
-
-
-def _scalar(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False).encode()
+    return compact_json(head)[:-1] + b',"status":' + resource.status + b"}"
 
 
 def delta_data(delta: InstanceDelta, cluster: str) -> bytes:
     """The delta's ``data`` as JSON bytes."""
-    return _dump(
-        {
-            "instance-id": delta.instance_id,
-            "cluster": cluster,
-            "sequence": delta.sequence,
-            "resource-changes": {
-                "created": [resource_status(r) for r in delta.created],
-                "deleted": [resource_status(r) for r in delta.deleted],
-                "modified": [resource_status(r) for r in delta.modified],
-            },
-        }
+    head = {"instance-id": delta.instance_id, "cluster": cluster, "sequence": delta.sequence}
+    lists = b",".join(
+        b'"' + change.encode() + b'":[' + b",".join(resource_status(r) for r in resources) + b"]"
+        for change, resources in (
+            ("created", delta.created),
+            ("deleted", delta.deleted),
+            ("modified", delta.modified),
+        )
     )
+    return compact_json(head)[:-1] + b',"resource-changes":{' + lists + b"}}"
 
 
 def _record(

@@ -191,7 +191,7 @@ def _apply_upsert(overlay: _Overlay, event: ResourceEvent) -> None:
     else:
         seen_list = overlay.list_covering(key) or (current.seen_list if current else None)
     overlay.touch(event.instance_id, event.observed_at)
-    new = entry_from_object(event.object, event.uid, seen_list)
+    new = entry_from_object(event.object, event.uid, seen_list, event.object_text)
     if current is not None and current.digest == new.digest and current.uid == new.uid:
         if current.seen_list != seen_list:
             overlay.set(event.instance_id, key, current.with_seen_list(seen_list))

@@ -47,6 +47,8 @@ class ResourceEvent:
     observed_at: datetime
     list_id: str | None
     object: dict[str, Any] | None
+    object_text: str | None = None
+    """``object`` as the watcher wrote it (reused as the stored status when already clean)."""
 
     @property
     def is_marker(self) -> bool:
@@ -107,4 +109,5 @@ def parse_resource_event(record: dict[str, Any]) -> ResourceEvent:
         observed_at=_observed_at(record.get("observed_at")),
         list_id=record.get("list_id"),
         object=parsed,
+        object_text=raw_object,
     )

@@ -118,14 +118,18 @@ def compact_json(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def entry_from_object(obj: dict[str, Any], uid: str | None, seen_list: str | None) -> SnapshotEntry:
+def entry_from_object(
+    obj: dict[str, Any], uid: str | None, seen_list: str | None, text: str | None = None
+) -> SnapshotEntry:
+    """The entry for ``obj``; ``text`` is its JSON as received, reused when already clean."""
     stripped = without_managed_fields(obj)
     metadata = stripped.get("metadata")
     object_uid = metadata.get("uid") if isinstance(metadata, dict) else None
+    status = text.encode() if text is not None and stripped is obj else compact_json(stripped)
     return SnapshotEntry(
         uid=uid or (object_uid if isinstance(object_uid, str) else ""),
         digest=content_digest(stripped),
-        status=compact_json(stripped),
+        status=status,
         seen_list=seen_list,
     )
 

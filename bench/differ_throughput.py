@@ -1,0 +1,330 @@
+"""Differ benchmark (run on demand): throughput with EOS, memory per resource, restore time.
+
+    .venv/bin/python bench/differ_throughput.py [--events 20000] [--resources 200000]
+                                                [--restore-resources 50000]
+
+1. Throughput: the same pre-produced Avro resource events are consumed by (a) a bare
+   confluent-kafka consume → produce passthrough (no decode, no transactions) and (b) the real
+   differ loop (decode, diff, deltas + changelog, one transaction per batch, read_committed),
+   on the same broker in the same run. Both are timed from their first record to their last
+   processed one; the ratio differ/passthrough is printed (target ≥ 0.5).
+2. Memory: a pure in-process measurement — ``tracemalloc`` around building a
+   :class:`PartitionSnapshot` of N Pods through :func:`apply_batch`; "overhead" is everything
+   but the stored status bytes (target ≤ 1 KiB per resource).
+3. Restore: a changelog partition holding a snapshot is restored with
+   :func:`restore_partition` and, beside it, read raw (same consumer settings, no decoding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import sys
+import threading
+import time
+import tracemalloc
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from deltawatch.avro_serde import AvroSerde
+from deltawatch.health import HealthState
+from deltawatch.kafka_clients import make_reader
+from deltawatch.localkafka.broker import LocalKafkaBroker
+from deltawatch.logs import configure_logging
+from deltawatch.settings import DifferSettings
+from deltawatch.shutdown import ShutdownFlag
+from deltawatch.topics import TopicSpec, ensure_topics
+from services.differ.changelog_codec import encode_snapshot
+from services.differ.resource_diff import apply_batch
+from services.differ.resource_event import parse_resource_event
+from services.differ.restore import restore_partition
+from services.differ.snapshot import PartitionSnapshot
+from services.differ.transaction_loop import DifferLoop, DifferTopics
+
+PARTITIONS = 3
+
+
+def bootstrap() -> str:
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        return os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    broker = LocalKafkaBroker()
+    state = broker.status() or broker.start()
+    return state.bootstrap
+
+
+def pod(instance: str, name: str, phase: str) -> dict[str, Any]:
+    """A Pod of realistic shape and size (~1.3 KB of JSON)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": "bench",
+            "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{instance}/{name}")),
+            "resourceVersion": str(time.monotonic_ns()),
+            "labels": {"k8splugin.io/rb-instance-id": instance, "app": name.rsplit("-", 1)[0]},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "rs"}],
+        },
+        "spec": {
+            "nodeName": "node-1",
+            "containers": [
+                {
+                    "name": "app",
+                    "image": "registry.example.com/team/app:1.2.3",
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"}],
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                    "env": [{"name": f"VAR_{i}", "value": f"value-{i}"} for i in range(5)],
+                }
+            ],
+        },
+        "status": {
+            "phase": phase,
+            "podIP": "10.0.0.1",
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+                for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
+            "containerStatuses": [
+                {"name": "app", "ready": True, "restartCount": 0, "image": "app:1.2.3"}
+            ],
+        },
+    }
+
+
+def record(event_type: str, instance: str, name: str, phase: str) -> dict[str, Any]:
+    body = pod(instance, name, phase)
+    return {
+        "type": event_type,
+        "cluster": "bench",
+        "instance_id": instance,
+        "group": "",
+        "version": "v1",
+        "kind": "Pod",
+        "namespace": "bench",
+        "name": name,
+        "uid": body["metadata"]["uid"],
+        "resource_version": body["metadata"]["resourceVersion"],
+        "observed_at": datetime.now(UTC),
+        "list_id": None,
+        "list_reason": None,
+        "object": json.dumps(body),
+    }
+
+
+def workload(events: int) -> list[dict[str, Any]]:
+    """Creates of events/2 pods over events/20 instances, then one modification each."""
+    pods = events // 2
+    instances = max(1, events // 20)
+    out = [record("ADDED", f"inst-{i % instances}", f"web-{i}", "Pending") for i in range(pods)]
+    out += [record("MODIFIED", f"inst-{i % instances}", f"web-{i}", "Running") for i in range(pods)]
+    return out
+
+
+def produce_input(servers: str, topic: str, records: list[dict[str, Any]]) -> None:
+    serde = AvroSerde.from_file("resource-event.avsc", topic, None)
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 20, "enable.idempotence": True})
+    for rec in records:
+        while True:
+            try:
+                producer.produce(topic, key=rec["instance_id"].encode(), value=serde.encode(rec))
+                break
+            except BufferError:
+                producer.poll(0.1)
+    assert producer.flush(60) == 0
+
+
+def passthrough(servers: str, source: str, target: str, total: int) -> float:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": f"bench-pass-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 5, "enable.idempotence": True})
+    consumer.subscribe([source])
+    seen = 0
+    started = 0.0
+    while seen < total:
+        for message in consumer.consume(500, 1.0):
+            if message.error():
+                continue
+            if not started:
+                started = time.perf_counter()
+            while True:
+                try:
+                    producer.produce(
+                        target,
+                        key=message.key(),
+                        value=message.value(),
+                        partition=message.partition() or 0,
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+            seen += 1
+    producer.flush(60)
+    consumer.commit(asynchronous=False)
+    elapsed = time.perf_counter() - started
+    consumer.close()
+    return total / elapsed
+
+
+def differ_rate(servers: str, topics: DifferTopics, total: int) -> float:
+    settings = DifferSettings(
+        KAFKA_BOOTSTRAP_SERVERS=servers,
+        DELTAWATCH_RESOURCE_EVENTS_TOPIC=topics.resource_events,
+        DELTAWATCH_DELTAS_TOPIC=topics.deltas,
+        DELTAWATCH_DIFFER_GROUP_ID=f"bench-differ-{uuid.uuid4().hex[:8]}",
+        DELTAWATCH_TRANSACTIONAL_ID=f"bench-differ-{uuid.uuid4().hex[:8]}",
+        DELTAWATCH_LOG_LEVEL="WARNING",
+    )
+    health = HealthState(["assigned", "restored"])
+    shutdown = ShutdownFlag()
+    loop = DifferLoop(settings, topics, health, shutdown)
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    while "assigned" in health.pending:
+        time.sleep(0.002)
+    started = time.perf_counter()
+    watcher = Consumer({"bootstrap.servers": servers, "group.id": settings.group_id})
+    tps = [TopicPartition(topics.resource_events, p) for p in range(PARTITIONS)]
+    while True:
+        committed = sum(max(tp.offset, 0) for tp in watcher.committed(tps, timeout=10))
+        if committed >= total:
+            break
+        time.sleep(0.02)
+    elapsed = time.perf_counter() - started
+    shutdown.request()
+    thread.join(20)
+    watcher.close()
+    return total / elapsed
+
+
+def memory_per_resource(resources: int) -> dict[str, float]:
+    instances = max(1, resources // 10)
+    batch: list[Any] = []
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    snapshot = PartitionSnapshot()
+    for i in range(resources):
+        batch.append(parse_resource_event(record("ADDED", f"inst-{i % instances}", f"p-{i}", "R")))
+        if len(batch) == 500:
+            apply_batch(snapshot, batch).commit_to(snapshot)
+            batch = []
+    if batch:
+        apply_batch(snapshot, batch).commit_to(snapshot)
+    batch = []
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    status_bytes = sum(len(e.status) + 33 for _i, _k, e in snapshot.items())  # bytes header
+    return {
+        "resources": snapshot.resource_count(),
+        "total_per_resource": used / resources,
+        "status_per_resource": status_bytes / resources,
+        "overhead_per_resource": (used - status_bytes) / resources,
+    }
+
+
+def restore_times(servers: str, resources: int) -> dict[str, float]:
+    topic = f"bench.changelog.{uuid.uuid4().hex[:8]}"
+    ensure_topics(AdminClient({"bootstrap.servers": servers}), [TopicSpec(topic, 1, True)])
+    snapshot = PartitionSnapshot()
+    events = [
+        parse_resource_event(record("ADDED", f"inst-{i % (resources // 10)}", f"p-{i}", "R"))
+        for i in range(resources)
+    ]
+    apply_batch(snapshot, events).commit_to(snapshot)
+    producer = Producer({"bootstrap.servers": servers, "linger.ms": 20})
+    for key, value in encode_snapshot(snapshot):
+        while True:
+            try:
+                producer.produce(topic, key=key, value=value, partition=0)
+                break
+            except BufferError:
+                producer.poll(0.1)
+    producer.flush(120)
+    settings = DifferSettings(KAFKA_BOOTSTRAP_SERVERS=servers)
+    reader = make_reader(settings)
+    result = restore_partition(reader, topic, 0)
+    reader.close()
+    assert result.snapshot.resource_count() == resources
+
+    raw = make_reader(settings)
+    raw.assign([TopicPartition(topic, 0, 0)])
+    started = time.perf_counter()
+    count = 0
+    while True:
+        messages = raw.consume(10000, 0.5)
+        if any(m.error() and m.error().code() == KafkaError._PARTITION_EOF for m in messages):
+            count += sum(1 for m in messages if not m.error())
+            break
+        count += sum(1 for m in messages if not m.error())
+    raw_s = time.perf_counter() - started
+    raw.close()
+    return {"records": result.records, "restore_s": result.seconds, "raw_read_s": raw_s}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=20000)
+    parser.add_argument("--resources", type=int, default=200000)
+    parser.add_argument("--restore-resources", type=int, default=50000)
+    args = parser.parse_args()
+    configure_logging("differ", "WARNING", "console")
+    servers = bootstrap()
+    tag = uuid.uuid4().hex[:8]
+    topics = DifferTopics(
+        resource_events=f"bench.events.{tag}",
+        deltas=f"bench.deltas.{tag}",
+        changelog=f"bench.changelog.{tag}",
+        dlq=f"bench.dlq.{tag}",
+    )
+    admin = AdminClient({"bootstrap.servers": servers})
+    ensure_topics(
+        admin,
+        [
+            TopicSpec(topics.resource_events, PARTITIONS),
+            TopicSpec(topics.deltas, PARTITIONS),
+            TopicSpec(topics.changelog, PARTITIONS, compacted=True),
+            TopicSpec(topics.dlq, PARTITIONS),
+            TopicSpec(f"bench.pass.{tag}", PARTITIONS),
+        ],
+    )
+    records = workload(args.events)
+    produce_input(servers, topics.resource_events, records)
+    print(f"input: {len(records)} Avro resource events, {PARTITIONS} partitions")
+
+    bare = passthrough(servers, topics.resource_events, f"bench.pass.{tag}", len(records))
+    print(f"bare passthrough (consume→produce, no EOS): {bare:,.0f} events/s")
+    differ = differ_rate(servers, topics, len(records))
+    print(f"differ (decode, diff, deltas+changelog, EOS): {differ:,.0f} events/s")
+    print(f"ratio differ/passthrough: {differ / bare:.2f} (target >= 0.5)")
+
+    mem = memory_per_resource(args.resources)
+    print(
+        f"memory at {mem['resources']:,.0f} resources: {mem['total_per_resource']:.0f} B/resource "
+        f"total = {mem['status_per_resource']:.0f} B status JSON + "
+        f"{mem['overhead_per_resource']:.0f} B overhead (target overhead <= 1024)"
+    )
+    restore = restore_times(servers, args.restore_resources)
+    print(
+        f"restore of {restore['records']:,.0f} changelog records: {restore['restore_s']:.2f} s "
+        f"(raw read of the same partition: {restore['raw_read_s']:.2f} s)"
+    )
+
+
+if __name__ == "__main__":
+    main()
