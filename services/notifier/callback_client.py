@@ -36,6 +36,9 @@ class AttemptResult:
     retry_after_s: float | None = None
     refused: bool = False
     """The address was fenced off: never retried."""
+    ended_at: float = 0.0
+    """When the exchange ended: the throttle window starts here, so the *receiver* never sees
+    two POSTs closer than the interval, whatever the connection setup took."""
 
 
 class CallbackClient:
@@ -63,20 +66,27 @@ class CallbackClient:
             host, port = url_host_port(url)
             addresses = await resolve(host, port, self._timeout_s)
             if not addresses:
-                return AttemptResult(started, 0, f"host {host!r} does not resolve")
+                return AttemptResult(
+                    started, 0, f"host {host!r} does not resolve", None, False, time.time()
+                )
             why = refusal(addresses, self._allow, self._deny)
             if why is not None:
-                return AttemptResult(started, 0, f"refused: {why}", refused=True)
+                return AttemptResult(started, 0, f"refused: {why}", None, True, time.time())
         headers = webhook_headers(webhook_id, int(started), body, key)
         try:
             response = await self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException:
-            return AttemptResult(started, 0, f"timed out after {self._timeout_s:g}s")
+            return AttemptResult(
+                started, 0, f"timed out after {self._timeout_s:g}s", ended_at=time.time()
+            )
         except httpx.HTTPError as exc:
-            return AttemptResult(started, 0, f"{type(exc).__name__}: {exc}".rstrip(": "))
+            return AttemptResult(
+                started, 0, f"{type(exc).__name__}: {exc}".rstrip(": "), ended_at=time.time()
+            )
         return AttemptResult(
             started,
             response.status_code,
             None if response.is_success else f"HTTP {response.status_code}",
             retry_after_s(response.headers.get("retry-after"), datetime.now(UTC)),
+            ended_at=time.time(),
         )

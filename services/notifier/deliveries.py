@@ -113,7 +113,8 @@ class Deliveries:
             if target is None:
                 return
             if target.problem is not None:
-                result = AttemptResult(time.time(), 0, target.problem, refused=True)
+                now = time.time()
+                result = AttemptResult(now, 0, target.problem, refused=True, ended_at=now)
             else:
                 result = await self._client.post(target.url, job.webhook_id, job.body, target.key)
             attempts += 1

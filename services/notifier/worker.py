@@ -593,7 +593,7 @@ class NotifierWorker:
         flight.last_attempt_at = result.at
         flight.last_status = result.status
         flight.last_error = result.error
-        self.queue.attempted(key, result.at)
+        self.queue.attempted(key, max(result.at, result.ended_at))
         state = self.table.subscriptions.get(key)
         if state is not None:
             state.last_notify_time = rfc3339_ms(datetime.fromtimestamp(result.at, UTC))

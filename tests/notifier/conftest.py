@@ -76,6 +76,18 @@ class NotifierProcess:
     def metrics(self) -> str:
         return httpx.get(f"{self.base}/metrics", timeout=5).text
 
+    def wait_metric(self, *lines: str, timeout_s: float = 15.0) -> str:
+        """Metrics text once it contains every one of ``lines`` (they lag the HTTP exchange)."""
+        deadline = time.monotonic() + timeout_s
+        text = ""
+        while time.monotonic() < deadline:
+            text = self.metrics()
+            if all(line in text for line in lines):
+                return text
+            time.sleep(0.1)
+        missing = [line for line in lines if line not in text]
+        raise AssertionError(f"metrics never showed {missing}")
+
     def stop(self) -> int:
         assert self.process is not None
         self.process.send_signal(signal.SIGTERM)

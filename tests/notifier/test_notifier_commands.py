@@ -111,9 +111,10 @@ def test_every_command_path_and_rejection(
     )
     assert gone["error"]["code"] == "not-found"
 
-    metrics = notifier.metrics()
-    assert 'deltawatch_notifier_commands_total{action="create",result="accepted"} 1.0' in metrics
-    assert 'result="already-exists"' in metrics
+    notifier.wait_metric(
+        'deltawatch_notifier_commands_total{action="create",result="accepted"} 1.0',
+        'result="already-exists"',
+    )
     assert notifier.stop() == 0
 
 
