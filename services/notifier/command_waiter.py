@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +55,44 @@ def next_batch(reader: Any, wait_s: float = 0.2) -> list[Message]:
     if first is None:
         return []
     return [first, *reader.consume(num_messages=499, timeout=0)]
+
+
+def end_offsets(reader: Any, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+    """Partition → end offset (last stable offset for a ``read_committed`` reader).
+
+    Right after the topics were created a partition may not have a leader yet; that is retried
+    until ``timeout_s``, anything else raises.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            metadata = reader.list_topics(topic, timeout=10).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            if not metadata.partitions:
+                raise RuntimeError(f"topic {topic} does not exist")
+            return {
+                p: int(reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                for p in sorted(metadata.partitions)
+            }
+        except KafkaException as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def is_transient(exc: KafkaException) -> bool:
+    """Worth retrying: leadership moving, a topic just created, a retriable broker error."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (
+        error.retriable()
+        or error.code()
+        in (
+            KafkaError.NOT_LEADER_FOR_PARTITION,
+            KafkaError.LEADER_NOT_AVAILABLE,
+            KafkaError.UNKNOWN_TOPIC_OR_PART,
+        )
+    )
 
 
 class CommandNotProducedError(RuntimeError):
@@ -98,17 +137,12 @@ class CommandWaiter:
         """Position the results reader at the end of the topic, then serve in threads."""
         reader = make_reader(self._settings, client_id=f"{self._client_id}-results")
         topic = self._settings.command_results_topic
-        metadata = reader.list_topics(topic, timeout=10)
-        partitions = metadata.topics[topic].partitions
-        if metadata.topics[topic].error is not None or not partitions:
+        try:
+            ends = end_offsets(reader, topic)
+        except Exception:
             reader.close()
-            raise RuntimeError(f"results topic {topic} does not exist")
-        assignment = []
-        for partition in sorted(partitions):
-            _low, high = reader.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=10, cached=False
-            )
-            assignment.append(TopicPartition(topic, partition, high))
+            raise
+        assignment = [TopicPartition(topic, p, offset) for p, offset in ends.items()]
         reader.assign(assignment)
         self._positioned.set()
         self._threads = [

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from confluent_kafka import KafkaException
 from prometheus_client import Counter, Histogram
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
@@ -299,6 +300,9 @@ class RestFacade:
             await self._directory.catch_up(self._settings.api_timeout_s)
         except DirectoryLagError as exc:
             return ApiError(504, "timeout", str(exc))
+        except KafkaException as exc:
+            log.warning("reading end offsets failed", error=str(exc))
+            return ApiError(503, "kafka-unavailable", f"end offsets not readable: {exc}")
         return None
 
     async def _send(

@@ -8,9 +8,14 @@ own copy of the whole topic: a group-less reader assigned every partition from t
 removing a key on its tombstone.
 
 "Read your writes" across replicas: before answering, a read asks the broker for the topic's
-last stable offsets *now* (one ListOffsets round trip) and waits until this reader has consumed
-up to them. A write acknowledged before the read started is committed below those offsets, so
-it is visible. The wait is bounded by the caller (``DELTAWATCH_API_TIMEOUT_S``).
+high watermarks *now* (one ListOffsets round trip) and waits until this reader has consumed up
+to them. The high watermark, not the last stable offset: a transaction's commit returns before
+its markers reach the partitions, so just after a write was acknowledged the last stable offset
+may still sit below it; a ``read_committed`` reader passes an offset only once its transaction
+is resolved, so reaching the high watermark means every write acknowledged before the read is
+in. The price: a transaction left open (a producer that died mid-transaction) holds reads back
+until it is fenced or times out; the wait is bounded by the caller
+(``DELTAWATCH_API_TIMEOUT_S``, then 504).
 
 :class:`SubscriptionIndex` is the pure part (records in, lookups out);
 :class:`SubscriptionDirectory` is the Kafka edge that feeds it in a thread.
@@ -29,6 +34,7 @@ from confluent_kafka import (
     OFFSET_BEGINNING,
     IsolationLevel,
     KafkaError,
+    KafkaException,
     Message,
     TopicPartition,
 )
@@ -39,7 +45,7 @@ from pydantic import ValidationError
 from deltawatch.kafka_clients import make_admin, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
-from services.notifier.command_waiter import next_batch
+from services.notifier.command_waiter import end_offsets, is_transient, next_batch
 from services.notifier.subscription_state import SubscriptionState
 
 SUBSCRIPTIONS = Gauge(
@@ -157,16 +163,12 @@ class SubscriptionDirectory:
         """Read the topic from the beginning in a thread; ``on_restored`` once at its end."""
         self._on_restored = on_restored
         reader = make_reader(self._settings, client_id=self._client_id)
-        metadata = reader.list_topics(self._topic, timeout=10)
-        topic = metadata.topics[self._topic]
-        if topic.error is not None or not topic.partitions:
+        try:
+            self._restore_targets = end_offsets(reader, self._topic)
+        except Exception:
             reader.close()
-            raise RuntimeError(f"subscriptions topic {self._topic} does not exist")
-        self._partitions = sorted(topic.partitions)
-        self._restore_targets = {
-            p: reader.get_watermark_offsets(TopicPartition(self._topic, p), timeout=10)[1]
-            for p in self._partitions
-        }
+            raise
+        self._partitions = sorted(self._restore_targets)
         reader.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in self._partitions])
         self._thread = threading.Thread(
             target=self._run, args=(reader,), name="rest-directory", daemon=True
@@ -188,11 +190,11 @@ class SubscriptionDirectory:
             return None if found is None else dict(found)
 
     async def end_offsets(self) -> dict[int, int]:
-        """The topic's last stable offsets now, in one ListOffsets request."""
+        """The topic's high watermarks now, in one ListOffsets request."""
         latest = OffsetSpec.latest()  # type: ignore[no-untyped-call]
         request = {TopicPartition(self._topic, p): latest for p in self._partitions}
         futures = self._admin.list_offsets(
-            request, isolation_level=IsolationLevel.READ_COMMITTED, request_timeout=10
+            request, isolation_level=IsolationLevel.READ_UNCOMMITTED, request_timeout=10
         )
         targets: dict[int, int] = {}
         for partition, future in futures.items():
@@ -206,7 +208,14 @@ class SubscriptionDirectory:
         started = loop.time()
         try:
             async with asyncio.timeout(timeout_s):
-                targets = await self.end_offsets()
+                while True:
+                    try:
+                        targets = await self.end_offsets()
+                        break
+                    except KafkaException as exc:
+                        if not is_transient(exc):
+                            raise
+                        await asyncio.sleep(0.1)
                 future: asyncio.Future[None] = loop.create_future()
                 waiter = _Waiter(targets, loop, future)
                 with self._lock:
