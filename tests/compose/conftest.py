@@ -1,0 +1,116 @@
+"""Fixtures of the compose tier: one real ``docker compose`` stack for the whole session.
+
+The stack is the user's ``compose/docker-compose.yml`` with the ``kube`` profile, brought up by
+the same code as ``deltawatch compose up`` (machine setup, images, ``up --build --wait``) under
+a project name and host ports of its own, and removed with ``down -v`` at the end. This tier
+must not pass quietly on a machine that cannot run it: a missing engine or missing root is an
+error, unless a human sets ``DELTAWATCH_SKIP_COMPOSE=1``.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import ssl
+import time
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes.client import ApiClient
+from kubernetes.config import new_client_from_config
+
+from deltawatch.compose_stack import HOST_PORTS, ComposeStack, bring_up, standin_images
+from deltawatch.local_state import free_port
+
+KUBE_TOKEN = "deltawatch-compose-local-token"  # compose/kube/tokens.csv
+STACK_SETUP_TIMEOUT_S = 1500  # a cold machine builds Compose, the stand-ins and the images
+
+
+def await_condition(what: str, check: object, timeout_s: float, interval_s: float = 0.25) -> None:
+    """Poll ``check()`` until truthy (exceptions count as not yet), or fail naming ``what``."""
+    assert callable(check)
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            if check():
+                return
+        except Exception as exc:  # not there yet: the next poll decides
+            last = exc
+        time.sleep(interval_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
+
+
+@pytest.fixture(scope="session")
+def compose_stack() -> Iterator[ComposeStack]:
+    if os.environ.get("DELTAWATCH_SKIP_COMPOSE") == "1":
+        pytest.skip("DELTAWATCH_SKIP_COMPOSE=1: compose tier skipped by request")
+    stack = ComposeStack(
+        project=f"dwtest-{uuid.uuid4().hex[:8]}",
+        kube=True,
+        host_ports={service: free_port() for service in HOST_PORTS},
+    )
+    try:
+        bring_up(stack)
+    except BaseException:
+        print(stack.logs(tail=80))
+        stack.down()
+        raise
+    print(f"compose stack {stack.project} up; stand-in images: {standin_images()}")
+    try:
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def stack_kubeconfig(compose_stack: ComposeStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig for the host: the stack's API server on its published port, its own CA."""
+    workdir = tmp_path_factory.mktemp("compose-kube")
+    ca_file = workdir / "apiserver.crt"
+    base = compose_stack.url("kube-apiserver").replace("http://127.0.0.1", "https://localhost")
+
+    def api_ready() -> bool:
+        compose_stack.run(
+            "cp", "kube-apiserver:/var/lib/kube/pki/apiserver.crt", str(ca_file), capture=True
+        )
+        context = ssl.create_default_context(cafile=str(ca_file))
+        request = urllib.request.Request(
+            f"{base}/readyz", headers={"Authorization": f"Bearer {KUBE_TOKEN}"}
+        )
+        with urllib.request.urlopen(request, context=context, timeout=5) as reply:
+            return bool(reply.status == 200)
+
+    await_condition("the stack's kube-apiserver /readyz", api_ready, 120, interval_s=1)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "compose",
+                "cluster": {
+                    "server": base,
+                    "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
+                },
+            }
+        ],
+        "users": [{"name": "admin", "user": {"token": KUBE_TOKEN}}],
+        "contexts": [{"name": "compose", "context": {"cluster": "compose", "user": "admin"}}],
+        "current-context": "compose",
+    }
+    path = workdir / "kubeconfig"
+    path.write_text(json.dumps(config))
+    return path
+
+
+@pytest.fixture
+def stack_kube_api(stack_kubeconfig: Path) -> Iterator[ApiClient]:
+    api: ApiClient = new_client_from_config(config_file=str(stack_kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
