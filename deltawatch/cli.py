@@ -13,6 +13,7 @@ from deltawatch.demo.runner import demo
 from deltawatch.local_pipeline import run_pipeline
 from deltawatch.localkafka.cli import kafka_app
 from deltawatch.localkube.cli import kube_app
+from services.notifier.cli import subscription_app
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -22,8 +23,10 @@ app = typer.Typer(
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(compose_app, name="compose")
 app.add_typer(kube_app, name="kube")
+app.add_typer(subscription_app, name="subscription")
 app.command("run")(run_pipeline)
 app.command("demo")(demo)
+
 
 try:  # mounted once the differ's CLI module exists
     from services.differ.cli import deltas_app
