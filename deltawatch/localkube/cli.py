@@ -15,12 +15,7 @@ from typing import Annotated
 import typer
 
 from deltawatch.localkube.build import KubeBuildError
-from deltawatch.localkube.server import (
-    KubeNotRunningError,
-    KubeOptions,
-    KubeServerError,
-    LocalKubeServer,
-)
+from deltawatch.localkube.server import KubeOptions, KubeServerError, LocalKubeServer
 
 kube_app = typer.Typer(
     help="A real local Kubernetes API server (etcd + kube-apiserver built from Go modules).",
@@ -60,7 +55,11 @@ def start(
         typer.Option(help="Extra kube-apiserver flag, verbatim; repeatable."),
     ] = None,
 ) -> None:
-    """Build if needed, start (or reuse) the server, print its kubeconfig path."""
+    """Build if needed, start (or reuse) the server, print its kubeconfig path.
+
+    A running server is reused; if it runs with other options than these, its kube-apiserver
+    restarts with these (etcd and its data stay).
+    """
     try:
         options = KubeOptions(
             watch_cache=watch_cache,
@@ -114,9 +113,7 @@ def restart() -> None:
     """Restart kube-apiserver only: every watch drops, the watch cache starts afresh."""
     try:
         LocalKubeServer().restart_apiserver()
-    except KubeNotRunningError as exc:
-        raise _fail(exc) from exc
-    except KubeServerError as exc:
+    except KubeServerError as exc:  # KubeNotRunningError included
         raise _fail(exc) from exc
 
 
