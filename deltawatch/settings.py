@@ -83,6 +83,11 @@ class CommonSettings(BaseSettings):
         "json", validation_alias=_env("DELTAWATCH_LOG_FORMAT")
     )
     partitions: int = Field(6, validation_alias=_env("DELTAWATCH_PARTITIONS"), ge=1, le=10000)
+    application_id: str = Field(
+        "deltawatch",
+        validation_alias=_env("DELTAWATCH_APPLICATION_ID"),
+        pattern=r"^[A-Za-z0-9._-]{1,100}$",
+    )
     heartbeat_s: float = Field(30.0, validation_alias=_env("DELTAWATCH_HEARTBEAT_S"), gt=0)
 
     commands_topic: str = Field(
@@ -141,8 +146,12 @@ class CommonSettings(BaseSettings):
         return f"/deltawatch/clusters/{self.cluster}"
 
     def changelog_topic(self, worker: str, store: str) -> str:
-        """Internal state topics follow CONTRACT §3: ``deltawatch.<worker>-<store>-changelog``."""
-        return f"deltawatch.{worker}-{store}-changelog"
+        """Internal state topics follow CONTRACT §3: ``deltawatch.<worker>-<store>-changelog``.
+
+        The ``deltawatch`` prefix is ``DELTAWATCH_APPLICATION_ID`` (as Kafka Streams prefixes
+        changelogs with its application.id), so two pipelines can share a cluster.
+        """
+        return f"{self.application_id}.{worker}-{store}-changelog"
 
 
 class WatcherSettings(CommonSettings):
