@@ -37,8 +37,28 @@ SUBSCRIPTION = "demo-watch"
 INTERVAL_S = 2
 
 
-def _names(entries: list[dict[str, Any]]) -> str:
-    return ", ".join(f"{e['GVK']['Kind']}/{e['name']}" for e in entries)
+def _hint(entry: dict[str, Any]) -> str:
+    """What a reader wants to see of a status at a glance."""
+    status = entry.get("status", {}).get("status") or {}
+    kind = entry["GVK"]["Kind"]
+    if kind == "Pod":
+        containers = status.get("containerStatuses") or [{}]
+        waiting = (containers[0].get("state") or {}).get("waiting", {}).get("reason")
+        restarts = containers[0].get("restartCount", 0)
+        return f" [{waiting or status.get('phase', '?')}, restarts {restarts}]"
+    if kind in ("Deployment", "ReplicaSet"):
+        replicas = entry.get("status", {}).get("spec", {}).get("replicas")
+        return f" [{status.get('readyReplicas', 0)}/{replicas} ready]"
+    if kind == "ConfigMap":
+        data = entry.get("status", {}).get("data") or {}
+        return " [" + ", ".join(f"{k}={v}" for k, v in sorted(data.items())) + "]"
+    return ""
+
+
+def _names(entries: list[dict[str, Any]], with_status: bool = True) -> str:
+    return ", ".join(
+        f"{e['GVK']['Kind']}/{e['name']}{_hint(e) if with_status else ''}" for e in entries
+    )
 
 
 def describe_callback(callback: ReceivedCallback) -> str:
@@ -54,7 +74,7 @@ def describe_callback(callback: ReceivedCallback) -> str:
     lines = [head]
     for sign, kind in (("+", "created"), ("~", "modified"), ("-", "deleted")):
         if changes[kind]:
-            lines.append(f"      {sign} {_names(changes[kind])}")
+            lines.append(f"      {sign} {_names(changes[kind], with_status=kind != 'deleted')}")
     return "\n".join(lines)
 
 
