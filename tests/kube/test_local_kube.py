@@ -3,13 +3,15 @@
 Pagination, bookmarks, 410 Gone after a kube-apiserver restart or an etcd compaction, the
 status subresource, and the server closing watches itself: each is a promise the local
 server makes to the rest of the test suite, so each is checked here first. Nothing waits by
-sleeping: every wait is a bounded poll or a server-side watch timeout.
+sleeping: every wait is a bounded poll or a server-side watch timeout. Tests that restart
+kube-apiserver or change its options do it on a server of their own (``make_kube_server``),
+never on the shared one other tests and sessions are watching.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,17 +44,6 @@ def _pod(namespace: str, name: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture
-def private_server(tmp_path: Path) -> Iterator[LocalKubeServer]:
-    """A second server with its own state dir, for tests that need other options or that
-    stop it; it never disturbs the shared one."""
-    server = LocalKubeServer(tmp_path / "kube", progress=None)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
 def test_shared_server_is_ready_and_real(kube_server: LocalKubeServer, kube_api: ApiClient) -> None:
     status = kube_server.status()
     assert status.running
@@ -62,33 +53,36 @@ def test_shared_server_is_ready_and_real(kube_server: LocalKubeServer, kube_api:
     assert client.VersionApi(kube_api).get_code().git_version == "v1.32.13"
 
 
-def test_second_start_reuses_the_build_cache_and_stops_cleanly(
-    private_server: LocalKubeServer,
-) -> None:
+def test_second_start_reuses_the_build_cache_and_stops_cleanly(tmp_path: Path) -> None:
     began = time.monotonic()
     binaries = ensure_binaries(progress=None)  # built at collection time: only a digest check
     assert time.monotonic() - began < 5
     assert binaries.kube_apiserver.is_file()
 
-    began = time.monotonic()
-    assert private_server.ensure_running() is True
-    startup = time.monotonic() - began
-    assert startup < 60, f"start took {startup:.1f}s"
-    status = private_server.status()
-    assert status.running
-    assert status.ready
-    assert status.etcd_pid is not None
-    assert status.apiserver_pid is not None
+    private_server = LocalKubeServer(tmp_path / "kube", progress=None)
+    try:
+        began = time.monotonic()
+        assert private_server.ensure_running() is True
+        startup = time.monotonic() - began
+        assert startup < 60, f"start took {startup:.1f}s"
+        status = private_server.status()
+        assert status.running
+        assert status.ready
+        assert status.etcd_pid is not None
+        assert status.apiserver_pid is not None
 
-    # Another handle (as another process would make) finds and reuses it.
-    assert LocalKubeServer(private_server.state_dir, progress=None).ensure_running() is False
+        # Another handle (as another process would make) finds and reuses it.
+        assert LocalKubeServer(private_server.state_dir, progress=None).ensure_running() is False
 
-    assert private_server.stop() is True
-    assert not private_server.status().running
-    for pid in (status.etcd_pid, status.apiserver_pid):
-        assert not Path(f"/proc/{pid}").exists() or "Z" in _proc_state(pid)
-    assert not private_server.kubeconfig.exists()
-    assert private_server.stop() is False
+        assert private_server.stop() is True
+        assert not private_server.status().running
+        # Stopped and reaped: no process, not even a zombie, is left.
+        assert _proc_state(status.etcd_pid) == "gone"
+        assert _proc_state(status.apiserver_pid) == "gone"
+        assert not private_server.kubeconfig.exists()
+        assert private_server.stop() is False
+    finally:
+        private_server.stop()
 
 
 def _proc_state(pid: int) -> str:
@@ -153,30 +147,33 @@ def test_watch_with_allow_bookmarks_gets_a_bookmark(
 
 
 def test_restart_drops_watches_and_old_resource_versions_answer_410(
-    kube_server: LocalKubeServer, kube_namespace: str
+    make_kube_server: Callable[..., LocalKubeServer],
 ) -> None:
-    with kube_server.api_client() as api:
-        first = ops.create(api, _config_map(kube_namespace, "before-restart", v="1"))
+    server = make_kube_server()
+    namespace = "restarted"
+    with server.api_client() as api:
+        ops.create_namespace(api, namespace)
+        first = ops.create(api, _config_map(namespace, "before-restart", v="1"))
         old_rv = first["metadata"]["resourceVersion"]
         ops.update(api, {**first, "data": {"v": "2"}})
         stream = ops.watch_events(
-            api, "v1", "ConfigMap", kube_namespace, resource_version=old_rv, timeout_seconds=120
+            api, "v1", "ConfigMap", namespace, resource_version=old_rv, timeout_seconds=120
         )
         assert next(stream)["type"] == "MODIFIED"  # the watch is open and serving
 
-        kube_server.restart_apiserver()
+        server.restart_apiserver()
 
         # The open watch ends (cleanly, or with the connection cut) instead of hanging.
         assert _drain(stream) in ("closed", "cut")
 
-    with kube_server.api_client() as api:
+    with server.api_client() as api:
         core = client.CoreV1Api(api)
 
         def watch_from_old_rv() -> int | None:
             try:
                 for _ in watch.Watch().stream(
                     core.list_namespaced_config_map,
-                    kube_namespace,
+                    namespace,
                     resource_version=old_rv,
                     timeout_seconds=5,
                 ):
@@ -219,9 +216,9 @@ def test_expired_continue_token_answers_410_after_compaction(
 
 
 def test_without_watch_cache_a_compacted_resource_version_answers_410(
-    private_server: LocalKubeServer,
+    make_kube_server: Callable[..., LocalKubeServer],
 ) -> None:
-    private_server.ensure_running(
+    private_server = make_kube_server(
         KubeOptions(watch_cache=False, etcd_compaction_interval="0", min_request_timeout=1)
     )
     with private_server.api_client() as api:
