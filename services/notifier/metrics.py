@@ -18,7 +18,9 @@ SUBSCRIPTIONS = Gauge(
 )
 DELTAS = Counter(
     "deltawatch_notifier_deltas_total",
-    "Delta events consumed, by what was done with them.",
+    "Delta events consumed, by what was done with them (routed to a subscription; filtered: "
+    "before every subscription's baseline or only ignored fields changed; no-subscriber; "
+    "other-type; undecodable; malformed).",
     ["outcome"],
 )
 COALESCED = Counter(

@@ -92,6 +92,11 @@ class OutboxRecord(BaseModel):
     sealed_secret: str | None = Field(None, alias="sealed-secret")
     lane: dict[str, Any] = Field(default_factory=dict)
     in_flight: InFlight | None = Field(None, alias="in-flight")
+    ignore_fields_seen: dict[str, str] = Field(
+        default_factory=dict,
+        alias="ignore-fields-seen",
+        description="Resource key → fingerprint, only for subscriptions with ignore-fields.",
+    )
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()

@@ -74,6 +74,7 @@ from services.notifier.commands import (
 )
 from services.notifier.dead_letter import DeadLetter
 from services.notifier.deliveries import AttemptReport, Deliveries, DeliveryJob, Target
+from services.notifier.ignore_fields import IgnoreFieldsFilter
 from services.notifier.net_delta import ResourceChanges
 from services.notifier.secret_box import SecretBox, SecretBoxError
 from services.notifier.state_restore import read_compacted
@@ -184,6 +185,7 @@ class NotifierWorker:
         self.in_flight: dict[str, InFlight] = {}
         self.sealed: dict[str, str | None] = {}
         self.partition_of: dict[str, int] = {}
+        self.filters: dict[str, IgnoreFieldsFilter] = {}
         secret = settings.secret_key.get_secret_value() if settings.secret_key else None
         self.box = SecretBox(secret) if secret else None
         self.outbox_topic = settings.changelog_topic("notifier", "outbox")
@@ -359,6 +361,7 @@ class NotifierWorker:
         self.queue.remove(key)
         self.in_flight.pop(key, None)
         self.sealed.pop(key, None)
+        self.filters.pop(key, None)
         self.deliveries.cancel(key)
 
     async def _restore(self, partitions: list[int]) -> None:
@@ -416,6 +419,10 @@ class NotifierWorker:
             log.error("unreadable outbox record skipped", key=key, error=str(exc))
             return None
         self.sealed[key] = record.sealed_secret
+        if state.ignore_fields:
+            self.filters[key] = IgnoreFieldsFilter(
+                tuple(state.ignore_fields), dict(record.ignore_fields_seen)
+            )
         self.queue.restore(
             key, state.min_notify_interval, record.lane, record.in_flight is not None
         )
@@ -505,6 +512,11 @@ class NotifierWorker:
                 if change.secret is not None and self.box is not None
                 else None
             )
+            paths = tuple(change.state.ignore_fields or ())
+            if not paths:
+                self.filters.pop(key, None)
+            elif key not in self.filters or self.filters[key].paths != paths:
+                self.filters[key] = IgnoreFieldsFilter(paths)
             turn.dirty_outbox.add(key)
         metrics.SUBSCRIPTIONS.set(len(self.table.subscriptions))
 
@@ -548,11 +560,21 @@ class NotifierWorker:
         for subscription in self.table.of_instance(instance_id):
             if observed_at * 1000 < subscription.created_at_ms:
                 continue  # the baseline: this change predates the subscription
-            merged = self.queue.add(subscription.key, changes, observed_at)
+            key = subscription.key
+            own = changes
+            if key in self.filters:
+                own = self.filters[key].apply(changes)
+                turn.dirty_outbox.add(key)
+                if not own:
+                    continue  # only ignored fields changed
+            merged = self.queue.add(key, own, observed_at)
             metrics.COALESCED.inc(merged)
-            turn.dirty_outbox.add(subscription.key)
+            turn.dirty_outbox.add(key)
             told += 1
-        metrics.DELTAS.labels("routed" if told else "no-subscriber").inc()
+        subscribed = bool(self.table.by_instance.get(instance_id))
+        metrics.DELTAS.labels(
+            "routed" if told else "filtered" if subscribed else "no-subscriber"
+        ).inc()
 
     # --- notifications and delivery reports ----------------------------------------------------
 
@@ -648,6 +670,7 @@ class NotifierWorker:
                 sealed_secret=self.sealed.get(key),
                 lane=self.queue.snapshot(key),
                 in_flight=self.in_flight.get(key),
+                ignore_fields_seen=self.filters[key].seen if key in self.filters else {},
             )
             turn.produce(self.outbox_topic, partition, key, record.to_bytes())
         for key in sorted(turn.dirty_state):

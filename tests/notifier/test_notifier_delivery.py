@@ -195,3 +195,29 @@ def test_undecodable_delta_is_skipped_and_the_next_one_flows(
     [request] = sink.wait_count(1)
     assert request.payload["resource-changes"]["created"] == [pod("a")]
     notifier.wait_metric('deltawatch_notifier_deltas_total{outcome="undecodable"} 2.0')
+
+
+def test_ignore_fields_alone_do_not_notify(
+    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: HttpSink
+) -> None:
+    notifier.start()
+    commands.create(
+        "inst-1", "sub-1", sink.url(), 0, **{"ignore-fields": ["metadata.resourceVersion"]}
+    )
+
+    def versioned(phase: str, version: str) -> dict[str, object]:
+        entry = pod("a", phase)
+        entry["status"]["metadata"]["resourceVersion"] = version  # type: ignore[index]
+        return entry
+
+    deltas.send("inst-1", created=[versioned("Running", "1")])
+    sink.wait_count(1)
+    deltas.send("inst-1", modified=[versioned("Running", "2")])  # ignored-only change
+    deltas.send("inst-1", modified=[versioned("Failed", "3")])
+    requests = sink.wait_count(2)
+    assert requests[1].payload["resource-changes"]["modified"] == [versioned("Failed", "3")]
+    notifier.wait_metric(
+        'deltawatch_notifier_deltas_total{outcome="routed"} 2.0',
+        'deltawatch_notifier_deltas_total{outcome="filtered"} 1.0',
+    )
+    assert len(sink.requests) == 2
