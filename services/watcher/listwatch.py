@@ -167,6 +167,8 @@ class ListWatch:
             except KindNotServed:
                 raise
             except KubeError as exc:
+                if self.stop.is_set():
+                    break  # our own interrupt() at shutdown
                 self.log.warning(
                     "watch broke; re-watching",
                     error=str(exc),
