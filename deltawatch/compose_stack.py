@@ -186,6 +186,12 @@ def bring_up(stack: ComposeStack) -> None:
     prepare_images(kube=stack.kube)
     _say(f"docker compose up --build --wait (project {stack.project})")
     stack.up()
+    # Each rebuild leaves the previous build of an image untagged: drop those (only images
+    # Compose built; nothing else on the machine), or every run would grow the disk.
+    subprocess.run(
+        ["docker", "image", "prune", "--force", "--filter", "label=com.docker.compose.service"],
+        capture_output=True,
+    )
 
 
 # -- CLI ------------------------------------------------------------------------------------------

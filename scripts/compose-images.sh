@@ -21,7 +21,26 @@ export DOCKER_BUILDKIT=0  # the stand-ins need nothing BuildKit offers, and no b
 mkdir -p "$CACHE"
 
 say() { echo "[compose-images] $*" >&2; }
-present() { docker image inspect "$1" >/dev/null 2>&1; }
+# What a stand-in was built from: its Dockerfile directory's content (and, for etcd and
+# kube-apiserver, the source digest of the binary). A stand-in whose recipe changed since it was
+# built is rebuilt; an official image (no stand-in label) is always kept.
+recipe_digest() {  # standin-dir
+  local stamp="${DELTAWATCH_CACHE_DIR:-$HOME/.cache/deltawatch}/kube/bin/$1.source-sha256"
+  {
+    (cd "$STANDINS" && find "$1" -type f -print0 | sort -z | xargs -0 sha256sum)
+    [ ! -f "$stamp" ] || cat "$stamp"
+  } | sha256sum | cut -c1-16
+}
+present() {  # tag [standin-dir]
+  local labels
+  labels="$(docker image inspect --format \
+    '{{index .Config.Labels "org.deltawatch.stand-in"}}|{{index .Config.Labels "org.deltawatch.stand-in-recipe"}}' \
+    "$1" 2>/dev/null)" || return 1
+  [ -n "${2:-}" ] && [ "${labels%%|*}" != "" ] || return 0  # official image, or no recipe to compare
+  [ "${labels#*|}" = "$(recipe_digest "$2")" ] && return 0
+  say "stand-in $1 was built from another recipe: rebuilding"
+  return 1
+}
 pulled() {
   [ "${DELTAWATCH_COMPOSE_PULL:-1}" = 1 ] || return 1
   say "pulling $1"
@@ -98,19 +117,20 @@ SRC
   rm -rf "$rootfs"
 }
 
-build_standin() {  # name tag
+build_standin() {  # name tag [context]
   say "building stand-in $2"
-  docker build -q -t "$2" "$(context_for "$1")" >/dev/null
+  docker build -q --label "org.deltawatch.stand-in-recipe=$(recipe_digest "$1")" -t "$2" \
+    "${3:-$(context_for "$1")}" >/dev/null
 }
 
 python_slim() {
   local tag=python:3.11-slim
-  present "$tag" || pulled "$tag" || build_standin python "$tag"
+  present "$tag" python || pulled "$tag" || build_standin python "$tag"
 }
 
 kafka() {
   local tag=apache/kafka:4.1.1
-  present "$tag" || pulled "$tag" && return 0
+  present "$tag" kafka || pulled "$tag" && return 0
   "$PYTHON" -c 'from deltawatch.localkafka.broker import LocalKafkaBroker; LocalKafkaBroker("4.1.1").ensure_jars()'
   local libs="${DELTAWATCH_CACHE_DIR:-$HOME/.cache/deltawatch}/kafka/4.1.1/libs" tools="$CACHE/kafka-tools-4.1.1"
   if [ ! -f "$tools/kafka-tools-4.1.1.jar" ]; then
@@ -122,19 +142,17 @@ kafka() {
   ctx="$(context_for kafka)"
   mkdir -p "$ctx/libs"
   for jar in "$libs"/*.jar "$tools"/*.jar; do link_into "$jar" "$ctx/libs/"; done
-  say "building stand-in $tag"
-  docker build -q -t "$tag" "$ctx" >/dev/null
+  build_standin kafka "$tag" "$ctx"
 }
 
 kube_component() {  # component tag
-  present "$2" || pulled "$2" && return 0
+  present "$2" "$1" || pulled "$2" && return 0
   local bin
   bin="$("$PYTHON" -c "import sys; from deltawatch.localkube.build import ensure_binaries; b = ensure_binaries(sys.stderr); print(b.etcd if '$1' == 'etcd' else b.kube_apiserver)")"
   local ctx
   ctx="$(context_for "$1")"
   link_into "$bin" "$ctx/$1"
-  say "building stand-in $2"
-  docker build -q -t "$2" "$ctx" >/dev/null
+  build_standin "$1" "$2" "$ctx"
 }
 
 debian_slim
