@@ -13,6 +13,7 @@ from deltawatch.demo.runner import demo
 from deltawatch.local_pipeline import run_pipeline
 from deltawatch.localkafka.cli import kafka_app
 from deltawatch.localkube.cli import kube_app
+from services.differ.cli import deltas_app
 from services.notifier.cli import subscription_app
 
 app = typer.Typer(
@@ -25,15 +26,8 @@ app.add_typer(compose_app, name="compose")
 app.add_typer(kube_app, name="kube")
 app.add_typer(subscription_app, name="subscription")
 app.command("run")(run_pipeline)
+app.add_typer(deltas_app, name="deltas")
 app.command("demo")(demo)
-
-
-try:  # mounted once the differ's CLI module exists
-    from services.differ.cli import deltas_app
-
-    app.add_typer(deltas_app, name="deltas")
-except ImportError:  # pragma: no cover
-    pass
 
 
 def main() -> None:

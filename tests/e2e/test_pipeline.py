@@ -120,7 +120,7 @@ def test_cli_lists_the_subscription_with_its_last_notification(
 
     def listed() -> list[dict[str, object]] | None:
         result = subprocess.run(
-            [*CLI, "subscription", "list", "e2e-cli", "--json"],
+            [*CLI, "subscription", "list", "--instance", "e2e-cli", "--json"],
             env={**pipeline.env, "PATH": "/usr/bin:/bin"},
             capture_output=True,
             text=True,
