@@ -1,0 +1,186 @@
+"""The reliability oracle: did the pipeline tell every subscriber the truth, once, in time?
+
+Why a separate, pure module: a fault-injection run is only as good as the judgement at its
+end, and a judge that cannot fail proves nothing. So the checks here take plain data (the
+callbacks a sink recorded, the cluster's true final state, the sequences read back from the
+delta topic) and return findings as text; ``test_oracle.py`` feeds them hand-made wrong
+histories and requires each to be caught.
+
+The checks (issue 8):
+
+* **state** — dedupe callbacks by ``webhook-id`` (first receipt wins), apply their net
+  changes in order of first receipt to the subscription's baseline (created / modified set
+  the object by (kind, namespace, name), deleted removes it); the result must equal the true
+  final state: the same keys and, for each, the same value of every compared field.
+* **duplicates** — two receipts with the same ``webhook-id`` must carry the same body.
+* **throttle** — two consecutive POSTs of a subscription with *different* webhook-ids are
+  never closer than its interval, measured at the receiver, minus ``slack_s`` (the sink's
+  clock stamps a request when its handler runs, a few ms after the notifier's own clock
+  opened the window).
+* **sequence** — per instance, the ``sequence`` of the committed delta events is 1, 2, 3 …
+  with no gap and no repeat.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+Obj = dict[str, Any]
+ResourceKey = tuple[str, str, str]  # (kind, namespace, name)
+
+THROTTLE_SLACK_S = 0.05
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """One POST as the sink saw it (whatever it answered)."""
+
+    webhook_id: str
+    received_at: float
+    body: bytes
+    answered: int
+
+    @property
+    def payload(self) -> Obj:
+        loaded: Obj = json.loads(self.body)
+        return loaded
+
+
+@dataclass
+class Verdict:
+    """What one check found; empty ``problems`` means it passed."""
+
+    problems: list[str] = field(default_factory=list)
+    duplicates: int = 0
+    notifications: int = 0
+
+    def merge(self, other: Verdict) -> Verdict:
+        return Verdict(
+            self.problems + other.problems,
+            self.duplicates + other.duplicates,
+            self.notifications + other.notifications,
+        )
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def entry_key(entry: Mapping[str, Any]) -> ResourceKey:
+    return (str(entry["GVK"]["Kind"]), str(entry.get("namespace") or ""), str(entry["name"]))
+
+
+def object_key(obj: Mapping[str, Any]) -> ResourceKey:
+    meta = obj["metadata"]
+    return (str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
+
+
+def delivered_in_order(receipts: Iterable[Receipt]) -> tuple[list[Receipt], Verdict]:
+    """The delivered notifications, one per webhook-id, in order of first 2xx receipt."""
+    verdict = Verdict()
+    first: dict[str, Receipt] = {}
+    for receipt in sorted(receipts, key=lambda r: r.received_at):
+        if not 200 <= receipt.answered < 300:
+            continue
+        seen = first.get(receipt.webhook_id)
+        if seen is None:
+            first[receipt.webhook_id] = receipt
+            continue
+        verdict.duplicates += 1
+        if seen.body != receipt.body:
+            verdict.problems.append(
+                f"webhook-id {receipt.webhook_id} delivered twice with different bodies"
+            )
+    delivered = list(first.values())
+    verdict.notifications = len(delivered)
+    return delivered, verdict
+
+
+def reconstruct(
+    baseline: Mapping[ResourceKey, Obj], delivered: Sequence[Receipt]
+) -> dict[ResourceKey, Obj]:
+    """Apply each notification's net change, in order, to the baseline."""
+    state = dict(baseline)
+    for receipt in delivered:
+        changes = receipt.payload["resource-changes"]
+        for entry in changes.get("deleted", []):
+            state.pop(entry_key(entry), None)
+        for change in ("created", "modified"):
+            for entry in changes.get(change, []):
+                state[entry_key(entry)] = entry["status"]
+    return state
+
+
+def _field(obj: Mapping[str, Any], dotted: str) -> Any:
+    value: Any = obj
+    for part in dotted.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(part)
+    return value
+
+
+def compare_states(
+    told: Mapping[ResourceKey, Obj], truth: Mapping[ResourceKey, Obj], fields: Sequence[str]
+) -> list[str]:
+    """Differences between what the subscriber reconstructed and the cluster's truth."""
+    problems = [f"lost: {key} exists but was never told" for key in sorted(truth.keys() - told)]
+    problems += [f"stale: {key} was deleted but not told" for key in sorted(told.keys() - truth)]
+    for key in sorted(truth.keys() & told.keys()):
+        for dotted in fields:
+            if _field(told[key], dotted) != _field(truth[key], dotted):
+                problems.append(
+                    f"wrong: {key} {dotted} told {_field(told[key], dotted)!r}, "
+                    f"is {_field(truth[key], dotted)!r}"
+                )
+    return problems
+
+
+def throttle_violations(
+    receipts: Iterable[Receipt], interval_s: float, slack_s: float = THROTTLE_SLACK_S
+) -> list[str]:
+    if interval_s <= 0:
+        return []
+    ordered = sorted(receipts, key=lambda r: r.received_at)
+    problems = []
+    for a, b in itertools.pairwise(ordered):
+        gap = b.received_at - a.received_at
+        if a.webhook_id != b.webhook_id and gap < interval_s - slack_s:
+            problems.append(
+                f"throttle: {a.webhook_id} then {b.webhook_id} {gap:.3f}s apart "
+                f"(interval {interval_s}s)"
+            )
+    return problems
+
+
+def check_subscription(
+    receipts: Sequence[Receipt],
+    baseline: Mapping[ResourceKey, Obj],
+    truth: Mapping[ResourceKey, Obj],
+    *,
+    interval_s: float,
+    fields: Sequence[str],
+    slack_s: float = THROTTLE_SLACK_S,
+) -> Verdict:
+    delivered, verdict = delivered_in_order(receipts)
+    verdict.problems += compare_states(reconstruct(baseline, delivered), truth, fields)
+    verdict.problems += throttle_violations(receipts, interval_s, slack_s)
+    return verdict
+
+
+def sequence_violations(events: Iterable[tuple[str, int]]) -> list[str]:
+    """``events``: (instance-id, sequence) of every committed delta event, in topic order."""
+    last: dict[str, int] = defaultdict(int)
+    problems = []
+    for instance, sequence in events:
+        expected = last[instance] + 1
+        if sequence != expected:
+            kind = "repeat" if sequence <= last[instance] else "gap"
+            problems.append(f"sequence {kind}: {instance} expected {expected}, got {sequence}")
+        last[instance] = max(last[instance], sequence)
+    return problems

@@ -1,0 +1,177 @@
+"""The oracle must catch every kind of wrong history it claims to check (and pass a right one)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.reliability.oracle import (
+    Receipt,
+    ResourceKey,
+    check_subscription,
+    compare_states,
+    delivered_in_order,
+    reconstruct,
+    sequence_violations,
+    throttle_violations,
+)
+
+pytestmark = [pytest.mark.reliability]
+
+
+def cm(name: str, value: str, uid: str = "u1") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": "ns", "uid": uid},
+        "data": {"v": value},
+    }
+
+
+def entry(obj: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "name": obj["metadata"]["name"],
+        "namespace": obj["metadata"]["namespace"],
+        "GVK": {"Group": "", "Version": "v1", "Kind": obj["kind"]},
+        "status": obj,
+    }
+
+
+def receipt(
+    webhook_id: str,
+    at: float,
+    created: tuple[dict[str, Any], ...] = (),
+    modified: tuple[dict[str, Any], ...] = (),
+    deleted: tuple[dict[str, Any], ...] = (),
+    answered: int = 200,
+) -> Receipt:
+    body = {
+        "instance-id": "i",
+        "subscription-name": "s",
+        "metadata": {},
+        "resource-changes": {
+            "created": [entry(o) for o in created],
+            "modified": [entry(o) for o in modified],
+            "deleted": [entry(o) for o in deleted],
+        },
+    }
+    return Receipt(webhook_id, at, json.dumps(body).encode(), answered)
+
+
+def key(name: str) -> ResourceKey:
+    return ("ConfigMap", "ns", name)
+
+
+RIGHT = [
+    receipt("w1", 0.0, created=(cm("a", "1"), cm("b", "1"))),
+    receipt("w2", 2.0, modified=(cm("a", "2"),), deleted=(cm("b", "1"),)),
+    receipt("w2", 2.5, modified=(cm("a", "2"),), deleted=(cm("b", "1"),)),  # a retry
+    receipt("w3", 4.5, created=(cm("c", "1"),)),
+]
+TRUTH = {key("a"): cm("a", "2"), key("c"): cm("c", "1")}
+
+
+def test_a_right_history_passes_and_counts_its_duplicate() -> None:
+    verdict = check_subscription(RIGHT, {}, TRUTH, interval_s=2, fields=["data"])
+    assert verdict.problems == []
+    assert verdict.duplicates == 1
+    assert verdict.notifications == 3
+
+
+def test_a_baseline_object_needs_no_callback() -> None:
+    baseline = {key("z"): cm("z", "0")}
+    truth = {**TRUTH, key("z"): cm("z", "0")}
+    assert check_subscription(RIGHT, baseline, truth, interval_s=0, fields=["data"]).ok
+
+
+@pytest.mark.parametrize(
+    ("history", "truth", "expected"),
+    [
+        # a lost creation
+        (RIGHT[:3], TRUTH, "lost"),
+        # a lost deletion
+        (
+            [RIGHT[0], receipt("w2", 2.0, modified=(cm("a", "2"),)), RIGHT[3]],
+            TRUTH,
+            "stale",
+        ),
+        # a lost last modification
+        (RIGHT, {key("a"): cm("a", "3"), key("c"): cm("c", "1")}, "wrong"),
+        # notifications applied out of order would leave the old value: receipt order counts
+        (
+            [*RIGHT[:2], receipt("w9", 3.0, modified=(cm("a", "1"),)), RIGHT[3]],
+            TRUTH,
+            "wrong",
+        ),
+        # a recreated object with a new uid told as unchanged
+        (RIGHT, {key("a"): cm("a", "2", uid="u2"), key("c"): cm("c", "1")}, "uid"),
+    ],
+)
+def test_state_losses_are_caught(
+    history: list[Receipt], truth: dict[ResourceKey, Any], expected: str
+) -> None:
+    verdict = check_subscription(history, {}, truth, interval_s=0, fields=["data", "metadata.uid"])
+    assert any(expected in p for p in verdict.problems), verdict.problems
+
+
+def test_a_failed_attempt_does_not_count_as_told() -> None:
+    history = [*RIGHT[:3], receipt("w3", 4.0, created=(cm("c", "1"),), answered=500)]
+    verdict = check_subscription(history, {}, TRUTH, interval_s=0, fields=["data"])
+    assert any("lost" in p for p in verdict.problems)
+
+
+def test_the_same_id_with_another_body_is_caught() -> None:
+    history = [*RIGHT, receipt("w3", 5.0, created=(cm("c", "2"),))]
+    _, verdict = delivered_in_order(history)
+    assert any("different bodies" in p for p in verdict.problems)
+
+
+def test_callbacks_closer_than_the_interval_are_caught() -> None:
+    assert throttle_violations(RIGHT, interval_s=2) == []
+    # w1 → w2 only 2.0 s apart, and the next id counts from w2's retry (a POST too) at 2.5
+    assert [p.split(" ")[1:4] for p in throttle_violations(RIGHT, interval_s=2.1)] == [
+        ["w1", "then", "w2"],
+        ["w2", "then", "w3"],
+    ]
+    # a retry of the same id is the retry rule's business, not a second callback
+    assert throttle_violations(RIGHT[1:3], interval_s=10) == []
+    # the slack is a few ms, not more
+    close = [receipt("x", 0.0), receipt("y", 1.9)]
+    assert throttle_violations(close, interval_s=2)
+    assert throttle_violations([receipt("x", 0.0), receipt("y", 1.96)], interval_s=2) == []
+    assert throttle_violations(close, interval_s=0) == []
+
+
+def test_reconstruct_applies_deletes_before_sets_within_one_notification() -> None:
+    # deleted-then-recreated inside one window is a modification; within one payload the
+    # same key never appears twice, so the order inside a payload does not matter otherwise
+    told = reconstruct({key("a"): cm("a", "1")}, [receipt("w", 0, deleted=(cm("a", "1"),))])
+    assert told == {}
+
+
+def test_compare_states_lists_each_difference() -> None:
+    problems = compare_states(
+        {key("a"): cm("a", "1"), key("b"): cm("b", "1")},
+        {key("a"): cm("a", "2"), key("c"): cm("c", "1")},
+        ["data"],
+    )
+    assert len(problems) == 3
+
+
+@pytest.mark.parametrize(
+    ("events", "expected"),
+    [
+        ([("i", 1), ("i", 2), ("j", 1), ("i", 3)], []),
+        ([("i", 1), ("i", 3)], ["gap"]),
+        ([("i", 1), ("i", 2), ("i", 2)], ["repeat"]),
+        ([("i", 2)], ["gap"]),
+        ([("i", 1), ("i", 2), ("i", 1), ("i", 3)], ["repeat"]),
+    ],
+)
+def test_sequence_gaps_and_repeats_are_caught(
+    events: list[tuple[str, int]], expected: list[str]
+) -> None:
+    found = sequence_violations(events)
+    assert [next(w for w in ("gap", "repeat") if w in p) for p in found] == expected
