@@ -74,7 +74,9 @@ def make_consumer(
     return Consumer(config)
 
 
-def make_reader(settings: CommonSettings, *, client_id: str = "deltawatch-reader") -> Consumer:
+def make_reader(
+    settings: CommonSettings, *, client_id: str = "deltawatch-reader", **overrides: Any
+) -> Consumer:
     """A group-less consumer for ``assign()``-based reads (state restore, tailing)."""
     config = base_config(settings)
     config.update(
@@ -89,6 +91,7 @@ def make_reader(settings: CommonSettings, *, client_id: str = "deltawatch-reader
             "fetch.message.max.bytes": 16 * 1024 * 1024,
         }
     )
+    config.update(overrides)
     return Consumer(config)
 
 

@@ -95,6 +95,12 @@ def is_transient(exc: KafkaException) -> bool:
     )
 
 
+FETCH_WAIT_MS = 25
+"""A ``read_committed`` fetch is not woken by a commit marker alone: librdkafka's default
+``fetch.wait.max.ms`` (500) would add half a second to answers. A few idle fetches a second
+per reader is the price of answering in milliseconds."""
+
+
 class CommandNotProducedError(RuntimeError):
     """Kafka refused or failed to store the command; nothing will answer it."""
 
@@ -135,7 +141,11 @@ class CommandWaiter:
 
     def start(self) -> None:
         """Position the results reader at the end of the topic, then serve in threads."""
-        reader = make_reader(self._settings, client_id=f"{self._client_id}-results")
+        reader = make_reader(
+            self._settings,
+            client_id=f"{self._client_id}-results",
+            **{"fetch.wait.max.ms": FETCH_WAIT_MS},
+        )
         topic = self._settings.command_results_topic
         try:
             ends = end_offsets(reader, topic)

@@ -45,7 +45,12 @@ from pydantic import ValidationError
 from deltawatch.kafka_clients import make_admin, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
-from services.notifier.command_waiter import end_offsets, is_transient, next_batch
+from services.notifier.command_waiter import (
+    FETCH_WAIT_MS,
+    end_offsets,
+    is_transient,
+    next_batch,
+)
 from services.notifier.subscription_state import SubscriptionState
 
 SUBSCRIPTIONS = Gauge(
@@ -162,7 +167,9 @@ class SubscriptionDirectory:
     def start(self, on_restored: Callable[[], None] | None = None) -> None:
         """Read the topic from the beginning in a thread; ``on_restored`` once at its end."""
         self._on_restored = on_restored
-        reader = make_reader(self._settings, client_id=self._client_id)
+        reader = make_reader(
+            self._settings, client_id=self._client_id, **{"fetch.wait.max.ms": FETCH_WAIT_MS}
+        )
         try:
             self._restore_targets = end_offsets(reader, self._topic)
         except Exception:
