@@ -1,0 +1,328 @@
+"""One fault-injection run: the three workers as real processes, a seeded change stream, a
+fault script, and the oracle's verdict at the end.
+
+Why a plain class and not pytest fixtures: the same run serves the short seeded CI tests and
+the long on-demand run (``long_run.py``), which has no pytest around it. Workers are started
+exactly as in production (``python -m services.<worker>``); a supervisor loop restarts any
+that exited, as Kubernetes would, and records exits nobody asked for as crashes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import KafkaError, TopicPartition
+
+from deltawatch.cloud_events import CloudEventDecodeError, from_kafka
+from deltawatch.command_client import send_command
+from deltawatch.kafka_clients import make_reader
+from deltawatch.local_pipeline import WorkerProcess, start_worker, wait_ready
+from deltawatch.localkube import ops
+from deltawatch.settings import CommonSettings
+from tests.reliability.cluster_driver import COMPARED_FIELDS, ClusterDriver
+from tests.reliability.oracle import (
+    Obj,
+    ResourceKey,
+    Verdict,
+    check_subscription,
+    sequence_violations,
+)
+from tests.reliability.recording_sink import RecordingSink
+
+DELTA_TYPE = "org.deltawatch.instance.status.delta"
+SEED_VARIABLE = "DELTAWATCH_RELIABILITY_SEED"
+# A killed consumer's partitions wait for its session to expire: keep that short in tests.
+FAST_GROUPS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
+
+
+def run_seed(default: int | None = None) -> int:
+    """The seed of this run: ``DELTAWATCH_RELIABILITY_SEED`` to replay, else a fresh one."""
+    text = os.environ.get(SEED_VARIABLE)
+    seed = int(text) if text else (default if default is not None else random.randrange(10**6))
+    print(f"[reliability] seed {seed} (replay with {SEED_VARIABLE}={seed})", flush=True)
+    return seed
+
+
+@dataclass(frozen=True)
+class Subscription:
+    instance: str
+    name: str
+    interval: int
+
+    @property
+    def path(self) -> str:
+        return f"{self.instance}.{self.name}"
+
+
+@dataclass
+class Report:
+    scenario: str
+    seed: int
+    faults: int = 0
+    changes: int = 0
+    callbacks: int = 0
+    verdict: Verdict = field(default_factory=Verdict)
+    crashes: list[str] = field(default_factory=list)
+
+    @property
+    def losses(self) -> int:
+        return sum(
+            1 for p in self.verdict.problems if p.split(":")[0] in {"lost", "stale", "wrong"}
+        )
+
+    def row(self) -> str:
+        return (
+            f"{self.scenario:<22} {self.seed:>7} {self.faults:>6} {self.changes:>7} "
+            f"{self.callbacks:>9} {self.losses:>6} {self.verdict.duplicates:>10} "
+            f"{len(self.verdict.problems):>8} {len(self.crashes):>7}"
+        )
+
+
+HEADER = (
+    f"{'scenario':<22} {'seed':>7} {'faults':>6} {'changes':>7} {'callbacks':>9} "
+    f"{'losses':>6} {'duplicates':>10} {'problems':>8} {'crashes':>7}"
+)
+
+
+class PipelineRun:
+    """Workers (with replicas), subscriptions on a recording sink, and the checks."""
+
+    def __init__(
+        self,
+        env: dict[str, str],
+        logs: Path,
+        replicas: dict[str, int] | None = None,
+    ) -> None:
+        self.env = {
+            "DELTAWATCH_HEARTBEAT_S": "2",
+            "DELTAWATCH_CALLBACK_TIMEOUT_S": "2",
+            "DELTAWATCH_DELIVERY_MAX_AGE_S": "600",
+            "DELTAWATCH_DELIVERY_MAX_ATTEMPTS": "1000",
+            "DELTAWATCH_DIFFER_DLQ_TOPIC": env["DELTAWATCH_DLQ_TOPIC"] + ".differ",
+            "DELTAWATCH_KAFKA_CONFIG": json.dumps(FAST_GROUPS),
+            **env,
+        }
+        self.settings = CommonSettings(**self.env)
+        self.logs = logs
+        self.replicas = replicas or {"watcher": 1, "differ": 1, "notifier": 1}
+        self.workers: dict[tuple[str, int], WorkerProcess] = {}
+        self.expected_exits: set[tuple[str, int]] = set()
+        self.crashes: list[str] = []
+        self.sink = RecordingSink().start()
+        self.subscriptions: list[Subscription] = []
+
+    # -- workers --------------------------------------------------------------------------
+    def start(self, name: str, index: int = 0) -> WorkerProcess:
+        running = self.workers.get((name, index))
+        assert running is None or running.process.poll() is not None, f"{name}-{index} runs"
+        env = dict(self.env)
+        if name != "watcher":
+            env["DELTAWATCH_TRANSACTIONAL_ID"] = f"{self.settings.application_id}-{name}-{index}"
+        worker = start_worker(name, env, log_path=self.logs / f"{name}-{index}.log")
+        self.workers[(name, index)] = worker
+        self.expected_exits.discard((name, index))
+        return worker
+
+    def start_all(self, timeout_s: float = 120.0) -> None:
+        for name, count in self.replicas.items():
+            for index in range(count):
+                self.start(name, index)
+        wait_ready(list(self.workers.values()), timeout_s=timeout_s)
+
+    def signal(self, name: str, index: int, signum: int) -> None:
+        """Send ``signum``; the supervisor does not count the exit as a crash."""
+        worker = self.workers[(name, index)]
+        self.expected_exits.add((name, index))
+        if worker.process.poll() is None:
+            worker.process.send_signal(signum)
+
+    def stop_gracefully(self, name: str, index: int = 0, limit_s: float = 10.0) -> float:
+        """SIGTERM and wait; the worker must exit 0 within ``limit_s`` (CONTRACT §1)."""
+        worker = self.workers[(name, index)]
+        began = time.monotonic()
+        self.signal(name, index, signal.SIGTERM)
+        try:
+            code = worker.process.wait(limit_s)
+        except subprocess.TimeoutExpired:
+            worker.process.kill()
+            worker.process.wait()
+            raise AssertionError(
+                f"{name}-{index} did not exit within {limit_s}s of SIGTERM"
+            ) from None
+        assert code == 0, f"{name}-{index} exited {code} after SIGTERM"
+        return time.monotonic() - began
+
+    def kill(self, name: str, index: int = 0) -> None:
+        worker = self.workers[(name, index)]
+        self.signal(name, index, signal.SIGKILL)
+        worker.process.wait()
+
+    def supervise(self) -> None:
+        """Restart every worker that is gone; an exit nobody asked for is a crash."""
+        for (name, index), worker in list(self.workers.items()):
+            code = worker.process.poll()
+            if code is None:
+                continue
+            if (name, index) in self.expected_exits:
+                continue  # stopped on purpose: the fault script restarts it
+            self.crashes.append(f"{name}-{index} exited {code}")
+            self.start(name, index)
+
+    def stop_all(self) -> None:
+        for worker in self.workers.values():
+            if worker.process.poll() is None:
+                worker.process.send_signal(signal.SIGTERM)
+        for worker in self.workers.values():
+            try:
+                worker.process.wait(12)
+            except subprocess.TimeoutExpired:
+                worker.process.kill()
+                worker.process.wait()
+        self.sink.stop()
+
+    def log_tails(self, chars: int = 3000) -> str:
+        parts = []
+        for path in sorted(self.logs.glob("*.log")):
+            parts.append(f"----- {path.name} -----\n{path.read_text(errors='replace')[-chars:]}")
+        return "\n".join(parts)
+
+    # -- subscriptions --------------------------------------------------------------------
+    def subscribe(self, subscription: Subscription) -> None:
+        result = send_command(
+            self.settings,
+            {
+                "action": "create",
+                "instance-id": subscription.instance,
+                "subscription": {
+                    "name": subscription.name,
+                    "callback-url": self.sink.url(subscription.path),
+                    "min-notify-interval": subscription.interval,
+                    "metadata": {"run": "reliability"},
+                },
+            },
+            timeout_s=60,
+        )
+        assert result["status"] == "accepted", result
+        self.subscriptions.append(subscription)
+
+    # -- the checks -----------------------------------------------------------------------
+    def verdicts(self, truth: dict[str, dict[ResourceKey, Obj]]) -> dict[Subscription, Verdict]:
+        return {
+            s: check_subscription(
+                self.sink.receipts(s.path),
+                {},
+                truth[s.instance],
+                interval_s=s.interval,
+                fields=COMPARED_FIELDS,
+            )
+            for s in self.subscriptions
+        }
+
+    def converge(
+        self, driver: ClusterDriver, timeout_s: float = 120.0
+    ) -> dict[Subscription, Verdict]:
+        """Wait (bounded) until every subscriber's reconstructed state is the truth."""
+        truth = {instance: driver.truth(instance) for instance in driver.instances}
+
+        def settled() -> dict[Subscription, Verdict] | None:
+            self.supervise()
+            verdicts = self.verdicts(truth)
+            return verdicts if all(v.ok for v in verdicts.values()) else None
+
+        try:
+            return ops.wait_until(settled, timeout=timeout_s, interval=0.5, what="convergence")
+        except TimeoutError:
+            return self.verdicts(truth)
+
+    def delta_sequences(self, timeout_s: float = 30.0) -> list[tuple[str, int]]:
+        """(instance, sequence) of every committed delta event, read to the end."""
+        reader = make_reader(self.settings, client_id="reliability-oracle")
+        topic = self.settings.deltas_topic
+        try:
+            partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+            ends = {}
+            for p in partitions:
+                _low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+                ends[p] = high
+            reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+            pending = {p for p, high in ends.items() if high > 0}
+            found: list[tuple[str, int]] = []
+            deadline = time.monotonic() + timeout_s
+            while pending and time.monotonic() < deadline:
+                message = reader.poll(0.5)
+                if message is None:
+                    continue
+                error = message.error()
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        pending.discard(message.partition())
+                        continue
+                    raise RuntimeError(str(error))
+                if message.offset() + 1 >= ends[message.partition()]:
+                    pending.discard(message.partition())
+                try:
+                    event = from_kafka(message.key(), message.value(), message.headers() or [])
+                except CloudEventDecodeError:
+                    continue
+                if event.get_type() == DELTA_TYPE:
+                    data: Any = event.get_data()
+                    if isinstance(data, (bytes, str)):
+                        data = json.loads(data)
+                    found.append((str(data["instance-id"]), int(data["sequence"])))
+            assert not pending, f"delta topic not read to its end: partitions {pending}"
+            return found
+        finally:
+            reader.close()
+
+
+def drive(
+    run: PipelineRun,
+    driver: ClusterDriver,
+    changes: int,
+    faults: dict[int, Callable[[], None]],
+    pace_s: float = 0.0,
+) -> int:
+    """Make ``changes`` changes; before change ``i`` inject ``faults[i]``. Returns faults made."""
+    made = 0
+    for i in range(changes):
+        fault = faults.get(i)
+        if fault is not None:
+            fault()
+            made += 1
+        driver.step()
+        if i % 20 == 0:
+            run.supervise()
+        if pace_s:
+            time.sleep(pace_s)  # spreads the changes over the faults' time, not a sync
+    return made
+
+
+def finish(run: PipelineRun, driver: ClusterDriver, report: Report) -> Report:
+    """Converge, then judge: subscriber states, duplicates, throttle, delta sequences."""
+    verdicts = run.converge(driver)
+    verdict = Verdict()
+    for subscription, found in verdicts.items():
+        found.problems = [f"{subscription.path}: {p}" for p in found.problems]
+        verdict = verdict.merge(found)
+    verdict.problems += sequence_violations(run.delta_sequences())
+    report.verdict = verdict
+    report.changes = driver.changes
+    report.callbacks = run.sink.total()
+    report.crashes = list(run.crashes)
+    return report
+
+
+def default_subscriptions(instances: list[str]) -> list[Subscription]:
+    intervals = [0, 1, 2, 0]
+    subs = [Subscription(inst, "s", intervals[i % 3]) for i, inst in enumerate(instances)]
+    subs.append(Subscription(instances[0], "t", 1))
+    return subs
