@@ -58,24 +58,53 @@ def _say(message: str) -> None:
     print(f"[deltawatch compose] {message}", file=sys.stderr, flush=True)
 
 
-def _run_script(name: str, env: dict[str, str] | None = None) -> None:
+def _run_script(
+    name: str, env: dict[str, str] | None = None, log_file: Path | None = None, niceness: int = 0
+) -> None:
     script = SCRIPTS / name
-    result = subprocess.run(["bash", str(script)], env={**os.environ, **(env or {})})
+    command = ["bash", str(script)]
+    if niceness:
+        command = ["nice", "-n", str(niceness), *command]
+    full_env = {**os.environ, **(env or {})}
+    if log_file is None:
+        result = subprocess.run(command, env=full_env)
+    else:
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("a") as log:
+            result = subprocess.run(command, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     if result.returncode != 0:
-        raise ComposeError(f"{script.relative_to(REPO_ROOT)} failed (exit {result.returncode})")
+        where = ""
+        if log_file is not None:
+            tail = "\n".join(log_file.read_text().splitlines()[-30:])
+            where = f"; last lines of {log_file}:\n{tail}"
+        raise ComposeError(
+            f"{script.relative_to(REPO_ROOT)} failed (exit {result.returncode}){where}"
+        )
 
 
-def prepare_machine() -> None:
+def prepare_machine(log_file: Path | None = None, niceness: int = 0) -> None:
     """Docker engine installed and running, Compose v2 installed (idempotent, cached)."""
-    _run_script("compose-machine.sh")
+    _run_script("compose-machine.sh", log_file=log_file, niceness=niceness)
 
 
-def prepare_images(kube: bool = True) -> None:
+def prepare_images(kube: bool = True, log_file: Path | None = None, niceness: int = 0) -> None:
     """Every upstream image present in dockerd: kept, pulled, or built as a stand-in."""
     _run_script(
         "compose-images.sh",
         {"DELTAWATCH_PYTHON": sys.executable, "DELTAWATCH_COMPOSE_KUBE": "1" if kube else "0"},
+        log_file=log_file,
+        niceness=niceness,
     )
+
+
+def prepare(kube: bool = True, log_file: Path | None = None, niceness: int = 0) -> None:
+    """Machine, then images: everything ``docker compose up --build`` needs beforehand.
+
+    The test tier starts this in the background at the start of the session, niced, so that
+    on a fresh machine the minutes it takes overlap with the other tiers' tests.
+    """
+    prepare_machine(log_file, niceness)
+    prepare_images(kube, log_file, niceness)
 
 
 def extra_ca_file() -> Path | None:
@@ -180,10 +209,10 @@ class ComposeStack:
         return f"127.0.0.1:{self.host_ports['kafka']}"
 
 
-def bring_up(stack: ComposeStack) -> None:
-    """Machine, images, then ``docker compose up --build --wait``."""
-    prepare_machine()
-    prepare_images(kube=stack.kube)
+def bring_up(stack: ComposeStack, prepared: bool = False) -> None:
+    """Machine and images (unless ``prepared``), then ``docker compose up --build --wait``."""
+    if not prepared:
+        prepare(kube=stack.kube)
     _say(f"docker compose up --build --wait (project {stack.project})")
     stack.up()
     # Each rebuild leaves the previous build of an image untagged: drop those (only images
@@ -231,8 +260,7 @@ def down(project: ProjectOption = "deltawatch") -> None:
 def images(kube: KubeOption = True) -> None:
     """Make every image the compose file uses available; list those that are local stand-ins."""
     try:
-        prepare_machine()
-        prepare_images(kube=kube)
+        prepare(kube=kube)
     except ComposeError as exc:
         raise _fail(exc) from None
     for image, how in standin_images().items():

@@ -5,6 +5,10 @@ the same code as ``deltawatch compose up`` (machine setup, images, ``up --build 
 a project name and host ports of its own, and removed with ``down -v`` at the end. This tier
 must not pass quietly on a machine that cannot run it: a missing engine or missing root is an
 error, unless a human sets ``DELTAWATCH_SKIP_COMPOSE=1``.
+
+On a fresh machine the preparation (apt, dockerd, building Compose, the stand-in images) takes
+minutes, so it starts in the background, niced, as soon as collection selects a stack test, and
+the stack tests run last: in a whole-suite run the other tiers' tests overlap with it.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import base64
 import json
 import os
 import ssl
+import threading
 import time
 import urllib.request
 import uuid
@@ -23,11 +28,57 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
-from deltawatch.compose_stack import HOST_PORTS, ComposeStack, bring_up, standin_images
-from deltawatch.local_state import free_port
+from deltawatch.compose_stack import HOST_PORTS, ComposeStack, bring_up, prepare, standin_images
+from deltawatch.local_state import cache_dir, free_port
 
 KUBE_TOKEN = "deltawatch-compose-local-token"  # compose/kube/tokens.csv
 STACK_SETUP_TIMEOUT_S = 1500  # a cold machine builds Compose, the stand-ins and the images
+PREPARE_LOG = cache_dir() / "compose" / "prepare.log"
+
+
+def _skipped() -> bool:
+    return os.environ.get("DELTAWATCH_SKIP_COMPOSE") == "1"
+
+
+def _uses_stack(item: pytest.Item) -> bool:
+    return "compose_stack" in getattr(item, "fixturenames", ())
+
+
+class _Preparation:
+    """``prepare()`` on a daemon thread; :meth:`result` waits and re-raises its error."""
+
+    def __init__(self) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, name="compose-prepare", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            prepare(kube=True, log_file=PREPARE_LOG, niceness=10)
+        except BaseException as exc:  # handed to the fixture, which fails the tests with it
+            self._error = exc
+
+    def result(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+        if self._thread.is_alive():
+            raise TimeoutError(f"compose preparation still running after {timeout_s:.0f} s")
+        if self._error is not None:
+            raise self._error
+
+
+_preparation: _Preparation | None = None
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    items.sort(key=_uses_stack)  # stable: everything else keeps its order, stack tests last
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    global _preparation
+    if session.config.option.collectonly or _preparation is not None or _skipped():
+        return
+    if any(map(_uses_stack, session.items)):
+        _preparation = _Preparation()
 
 
 def await_condition(what: str, check: object, timeout_s: float, interval_s: float = 0.25) -> None:
@@ -47,15 +98,16 @@ def await_condition(what: str, check: object, timeout_s: float, interval_s: floa
 
 @pytest.fixture(scope="session")
 def compose_stack() -> Iterator[ComposeStack]:
-    if os.environ.get("DELTAWATCH_SKIP_COMPOSE") == "1":
+    if _skipped():
         pytest.skip("DELTAWATCH_SKIP_COMPOSE=1: compose tier skipped by request")
+    (_preparation or _Preparation()).result(STACK_SETUP_TIMEOUT_S)
     stack = ComposeStack(
         project=f"dwtest-{uuid.uuid4().hex[:8]}",
         kube=True,
         host_ports={service: free_port() for service in HOST_PORTS},
     )
     try:
-        bring_up(stack)
+        bring_up(stack, prepared=True)
     except BaseException:
         print(stack.logs(tail=80))
         stack.down()

@@ -226,7 +226,7 @@ def _restart_count(container: str) -> int:
     return int(out.strip())
 
 
-@pytest.mark.parametrize("worker", ["differ", "notifier"])
+@pytest.mark.parametrize("worker", ["watcher", "differ", "notifier"])
 def test_a_crashed_worker_is_restarted_and_loses_nothing(
     compose_stack: ComposeStack, stack_kube_api: ApiClient, namespace: str, worker: str
 ) -> None:
