@@ -266,7 +266,7 @@ def main() -> None:
     )
     watcher_cell = f"{listed:.0f} in {watcher_list_s:.1f}s"
     bare_cell = f"{bare_report['listed']} in {bare_report['list_s']:.1f}s"
-    print(f"{'  (objects, seconds)':34}{watcher_cell:>14}{bare_cell:>14}")
+    print(f"{'  (objects, seconds)':34}{watcher_cell:>14}  {bare_cell:>14}")
     watcher_watch_rate = args.updates / watcher_watch_s
     bare_watch_rate = bare_report["watched"] / bare_report["watch_s"]
     print(

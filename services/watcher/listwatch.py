@@ -99,9 +99,10 @@ class ListWatch:
 
     # -- layer 1: the endless loop ---------------------------------------------------------
 
-    def run(self, served: ServedKind | None = None) -> Iterator[Observation]:
+    def run(
+        self, served: ServedKind | None = None, reason: ListReason = "initial"
+    ) -> Iterator[Observation]:
         """Observations until stopped; ``served`` skips the first discovery."""
-        reason: ListReason = "initial"
         while not self.stop.is_set():
             served = served or self.discover()
             if served is None:

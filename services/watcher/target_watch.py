@@ -20,12 +20,13 @@ from deltawatch.avro_serde import AvroSerde
 from deltawatch.health import HealthState
 from deltawatch.logs import get_logger
 from services.watcher import kube_api
+from services.watcher.backoff import Backoff
 from services.watcher.instances import InstanceIndex
 from services.watcher.kinds import WatchTarget
 from services.watcher.listwatch import Hooks, ListBegan, Listed, ListEnded, ListWatch, Watched
 from services.watcher.metrics import WatcherMetrics
 from services.watcher.outbox import Outbox, Outgoing
-from services.watcher.records import EventType, Obj, marker_record, object_record
+from services.watcher.records import EventType, ListReason, Obj, marker_record, object_record
 
 
 class TargetWatch:
@@ -116,21 +117,28 @@ class TargetWatch:
     # -- the loop -------------------------------------------------------------------------
 
     def _run(self) -> None:
-        try:
-            served = self.listwatch.discover()
-            if served is None:
+        served = self.listwatch.discover()
+        if served is None:
+            return
+        if served.namespaced is False and not self.cluster_scope_owner:
+            # A cluster-scoped kind is watched once, by the target of the first namespace.
+            self._on_not_served("cluster-scoped; watched by another target")
+            self.metrics.kind_served.labels(self.kind).set(1)
+            return
+        reason: ListReason = "initial"
+        backoff = Backoff(base_s=1.0, cap_s=30.0)
+        while not self.stop.is_set():
+            try:
+                for observation in self.listwatch.run(served, reason):
+                    if not self._handle(observation):
+                        return
                 return
-            if served.namespaced is False and not self.cluster_scope_owner:
-                # A cluster-scoped kind is watched once, by the target of the first namespace.
-                self._on_not_served("cluster-scoped; watched by another target")
-                self.metrics.kind_served.labels(self.kind).set(1)
-                return
-            for observation in self.listwatch.run(served):
-                if not self._handle(observation):
-                    return
-        except Exception:
-            self.log.exception("watch thread crashed")
-            raise
+            except Exception:
+                # A bug or an object we cannot encode must not end this kind's watch for
+                # good: log it, and start over with a relist after a pause.
+                self.log.exception("watch loop failed; relisting")
+                reason = "error"
+                self.stop.wait(backoff.next_delay())
 
     def _handle(self, observation: object) -> bool:
         now = datetime.now(UTC)

@@ -18,6 +18,8 @@ import pytest
 from kubernetes.client import ApiClient
 
 from deltawatch.localkube import KubeOptions, LocalKubeServer, ops
+from services.watcher.kinds import WatchTarget
+from services.watcher.listwatch import ListBegan, Listed, ListEnded, ListWatch, Observation
 from tests.watcher.conftest import (
     PublishedEvents,
     WatcherProcess,
@@ -266,3 +268,33 @@ def _counter(metrics: str, kind: str, cause: str) -> float:
         ):
             total += float(line.rsplit(" ", 1)[1])
     return total
+
+
+def test_stale_continue_token_restarts_the_list(
+    own_server: LocalKubeServer, own_api: ApiClient, namespace: str
+) -> None:
+    """The list+watch layer alone, in process: a continue token whose resourceVersion was
+    compacted away answers 410, and the list starts over (new id, reason expired)."""
+    for i in range(6):
+        ops.create(own_api, configmap(namespace, f"page-{i}", "inst-1"))
+    target = WatchTarget("", "v1", "ConfigMap", namespace)
+    listwatch = ListWatch(own_api, target, LABEL_SELECTOR, page_size=2)
+    seen: list[Observation] = []
+    for observation in listwatch.run():
+        seen.append(observation)
+        if len(seen) == 3:  # LIST_BEGIN and the first page: compact the list's revision away
+            ops.create(own_api, configmap(namespace, "page-late", "inst-1"))
+            own_server.compact_etcd()
+        if isinstance(observation, ListEnded):
+            listwatch.stop.set()
+    begins = [o for o in seen if isinstance(o, ListBegan)]
+    assert [b.run.reason for b in begins] == ["initial", "expired"]
+    first, second = begins
+    assert first.run.list_id != second.run.list_id
+    ends = [o for o in seen if isinstance(o, ListEnded)]
+    assert [e.run.list_id for e in ends] == [second.run.list_id]  # the first never ends
+    relisted = [
+        o.obj["metadata"]["name"] for o in seen if isinstance(o, Listed) and o.run == second.run
+    ]
+    assert sorted(relisted) == [*(f"page-{i}" for i in range(6)), "page-late"]
+    assert all(o.obj["kind"] == "ConfigMap" for o in seen if isinstance(o, Listed))
