@@ -18,7 +18,6 @@ import json
 import os
 import ssl
 import threading
-import time
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -30,9 +29,9 @@ from kubernetes.config import new_client_from_config
 
 from deltawatch.compose_stack import HOST_PORTS, ComposeStack, bring_up, prepare, standin_images
 from deltawatch.local_state import cache_dir, free_port
+from tests.compose.waiting import STACK_SETUP_TIMEOUT_S, await_condition
 
 KUBE_TOKEN = "deltawatch-compose-local-token"  # compose/kube/tokens.csv
-STACK_SETUP_TIMEOUT_S = 1500  # a cold machine builds Compose, the stand-ins and the images
 PREPARE_LOG = cache_dir() / "compose" / "prepare.log"
 
 
@@ -79,21 +78,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     if any(map(_uses_stack, session.items)):
         _preparation = _Preparation()
-
-
-def await_condition(what: str, check: object, timeout_s: float, interval_s: float = 0.25) -> None:
-    """Poll ``check()`` until truthy (exceptions count as not yet), or fail naming ``what``."""
-    assert callable(check)
-    deadline = time.monotonic() + timeout_s
-    last: object = None
-    while time.monotonic() < deadline:
-        try:
-            if check():
-                return
-        except Exception as exc:  # not there yet: the next poll decides
-            last = exc
-        time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what} (last: {last!r})")
 
 
 @pytest.fixture(scope="session")

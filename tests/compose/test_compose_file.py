@@ -110,6 +110,8 @@ def test_build_contexts_dockerfiles_and_copied_paths_exist(compose: dict[str, An
         for secret in service["build"].get("secrets", []):
             assert secret in compose["secrets"]
             assert f"id={secret}" in text
+            default = _interpolated(compose["secrets"][secret]["file"])
+            assert (COMPOSE_DIR / default).is_file(), f"secret {secret}: {default}"
 
 
 def test_worker_images_run_their_console_script_on_their_contract_port(

@@ -23,7 +23,7 @@ from kubernetes.client import ApiClient
 from deltawatch.cloud_events import from_kafka, header_value
 from deltawatch.compose_stack import ComposeStack
 from deltawatch.localkube import ops
-from tests.compose.conftest import STACK_SETUP_TIMEOUT_S, await_condition
+from tests.compose.waiting import STACK_SETUP_TIMEOUT_S, await_condition
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(STACK_SETUP_TIMEOUT_S)]
 
