@@ -27,7 +27,7 @@ from deltawatch.settings import WatcherSettings
 from services.watcher.metrics import WatcherMetrics
 from services.watcher.outbox import Outbox, Outgoing
 
-BUFFER_KBYTES = 64 * 1024
+BUFFER_DEFAULTS = {"queue.buffering.max.kbytes": 64 * 1024, "queue.buffering.max.messages": 100_000}
 
 
 class _Countdown:
@@ -59,16 +59,20 @@ class Publisher:
         self.metrics = metrics
         self.on_fatal = on_fatal
         self.log = get_logger("watcher.publisher")
-        overrides: dict[str, Any] = {
-            "error_cb": self._on_error,
-            "message.timeout.ms": 0,
-            "queue.buffering.max.kbytes": BUFFER_KBYTES,
-            "queue.buffering.max.messages": 100_000,
-        }
+        overrides: dict[str, Any] = {"error_cb": self._on_error, "message.timeout.ms": 0}
+        # librdkafka's own buffer is the second stage of backpressure; an operator may size
+        # it (DELTAWATCH_KAFKA_CONFIG), otherwise it is capped well below librdkafka's 1 GiB.
+        for name, value in BUFFER_DEFAULTS.items():
+            if name not in settings.kafka_config:
+                overrides[name] = value
         self.producer: Producer = make_producer(
             settings, client_id="deltawatch-watcher", **overrides
         )
         self._partitions = 0
+        # Read at scrape time: while this thread waits on a full librdkafka buffer, the
+        # outbox keeps filling and the gauges must show it.
+        metrics.queue_items.set_function(lambda: outbox.depth)
+        metrics.queue_bytes.set_function(lambda: outbox.bytes)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
 
@@ -90,8 +94,6 @@ class Publisher:
     def _run(self) -> None:
         while True:
             item = self.outbox.get(0.1)
-            self.metrics.queue_items.set(self.outbox.depth)
-            self.metrics.queue_bytes.set(self.outbox.bytes)
             if item is None:
                 self.producer.poll(0)
                 if self._stop.is_set():

@@ -7,6 +7,7 @@ the machine's broker are not disturbed.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -118,6 +119,60 @@ def test_kafka_down_for_seconds_loses_no_event(
         assert per_instance(deleted_rv, True) == per_instance(expected, True)
         current = ops.list_objects(kube_api, "v1", "ConfigMap", kube_namespace)["items"]
         assert {k[2] for k in fold(events.records)} == {o["metadata"]["name"] for o in current}
+        assert watcher.stop() == 0
+    finally:
+        events.close()
+
+
+def gauge(metrics: str, name: str) -> float:
+    for line in metrics.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+def test_kafka_down_blocks_the_watch_instead_of_growing_memory(
+    own_broker: LocalKafkaBroker,
+    outage_env: dict[str, str],
+    kube_api: ApiClient,
+    kube_namespace: str,
+    kubeconfig: Path,
+    start_watcher: StartWatcher,
+) -> None:
+    bound = 64 * 1024
+    env = watcher_env(
+        outage_env,
+        kubeconfig,
+        kube_namespace,
+        DELTAWATCH_WATCHER_QUEUE_MAX_BYTES=str(bound),
+        # librdkafka's own buffer, the stage before the outbox, made small too.
+        DELTAWATCH_KAFKA_CONFIG=json.dumps({"queue.buffering.max.messages": 20}),
+    )
+    events = PublishedEvents(CommonSettings())
+    watcher = start_watcher(env)
+    try:
+        state = own_broker.kill()
+        blob = "x" * 20_000
+        peak_bytes = peak_depth = 0.0
+        for i in range(120):
+            ops.create(kube_api, configmap(kube_namespace, f"heavy-{i}", f"inst-{i % 4}", b=blob))
+            metrics = watcher.metrics()
+            peak_bytes = max(peak_bytes, gauge(metrics, "deltawatch_watcher_queue_bytes"))
+            peak_depth = max(peak_depth, gauge(metrics, "deltawatch_watcher_queue_depth"))
+        # 120 x 20 kB did not fit in librdkafka (20 records) plus the outbox (64 kB): the
+        # outbox filled to its bound and the watch thread waited instead of buffering more.
+        assert peak_depth > 0
+        assert peak_bytes <= bound
+        own_broker.resume(state)
+        expected = {
+            o["metadata"]["name"]
+            for o in ops.list_objects(kube_api, "v1", "ConfigMap", kube_namespace)["items"]
+        }
+        events.wait_for(
+            lambda rs: {k[2] for k in fold(rs)} == expected,
+            timeout_s=90,
+            what="every ConfigMap published after the outage",
+        )
         assert watcher.stop() == 0
     finally:
         events.close()
