@@ -50,3 +50,34 @@ def sigterm_rounds(
         faults[at] = graceful
     report.faults = drive(run, driver, changes, faults, pace_s=0.01)
     return finish(run, driver, report)
+
+
+def sink_faults(
+    run: PipelineRun, driver: ClusterDriver, rng: random.Random, changes: int, rounds: int
+) -> Report:
+    """The subscriber endpoint misbehaves for a while, then recovers, ``rounds`` times:
+    down (connection refused), 500, 429 with Retry-After, hanging past the callback timeout
+    (the body arrived: a retry is a true duplicate, deduped by webhook-id)."""
+    report = Report("sink", driver.seed)
+    sink = run.sink
+    misbehaviours: list[Callable[[], None]] = [
+        sink.stop,
+        lambda: sink.answer(500),
+        lambda: sink.answer(429, retry_after="1"),
+        lambda: sink.hang(3.0),
+    ]
+    faults: dict[int, Callable[[], None]] = {}
+    moments = sorted(rng.sample(range(5, changes - 5), rounds * 2))
+    for round_, (begin, end) in enumerate(zip(moments[::2], moments[1::2], strict=True)):
+        misbehave = misbehaviours[round_ % len(misbehaviours)] if round_ < 4 else None
+        misbehave = misbehave or rng.choice(misbehaviours)
+        faults[begin] = misbehave
+
+        def recover(was_down: bool = misbehave is sink.stop) -> None:
+            if was_down:
+                sink.start()
+            sink.heal()
+
+        faults[end] = recover
+    report.faults = drive(run, driver, changes, faults, pace_s=0.03) // 2
+    return finish(run, driver, report)

@@ -6,11 +6,9 @@ from __future__ import annotations
 import random
 
 import pytest
-from kubernetes.client import ApiClient
 
-from deltawatch.localkube.server import LocalKubeServer
 from tests.reliability.cluster_driver import ClusterDriver
-from tests.reliability.conftest import MakeRun
+from tests.reliability.conftest import Cluster, MakeRun
 from tests.reliability.pipeline_run import default_subscriptions, run_seed
 from tests.reliability.scenarios import sigkill_rounds, sigterm_rounds
 
@@ -18,15 +16,13 @@ pytestmark = [pytest.mark.reliability, pytest.mark.kafka, pytest.mark.kube]
 INSTANCES = ["rel0", "rel1", "rel2"]
 
 
-def test_sigkill_of_random_workers_loses_nothing(
-    make_run: MakeRun, kube_server: LocalKubeServer, kube_api: ApiClient, kube_namespace: str
-) -> None:
+def test_sigkill_of_random_workers_loses_nothing(make_run: MakeRun, cluster: Cluster) -> None:
     seed = run_seed()
-    run = make_run(kube_server.kubeconfig)
+    run = make_run(cluster)
     run.start_all()
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)
-    driver = ClusterDriver(kube_api, kube_namespace, INSTANCES, seed)
+    driver = ClusterDriver(cluster.api, cluster.namespace, INSTANCES, seed)
     report = sigkill_rounds(run, driver, random.Random(seed), changes=300, rounds=4)
     print(report)
     assert report.verdict.problems == [], report.verdict.problems
@@ -35,14 +31,14 @@ def test_sigkill_of_random_workers_loses_nothing(
 
 
 def test_sigterm_of_each_worker_is_graceful_and_loses_nothing(
-    make_run: MakeRun, kube_server: LocalKubeServer, kube_api: ApiClient, kube_namespace: str
+    make_run: MakeRun, cluster: Cluster
 ) -> None:
     seed = run_seed()
-    run = make_run(kube_server.kubeconfig)
+    run = make_run(cluster)
     run.start_all()
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)
-    driver = ClusterDriver(kube_api, kube_namespace, INSTANCES, seed)
+    driver = ClusterDriver(cluster.api, cluster.namespace, INSTANCES, seed)
     report = sigterm_rounds(run, driver, random.Random(seed), changes=200, rounds=3)
     print(report)
     assert report.verdict.problems == [], report.verdict.problems
