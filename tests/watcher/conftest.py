@@ -137,6 +137,27 @@ class PublishedEvents:
             record["_key"] = message.key().decode() if message.key() else None
             self.records.append(record)
 
+    def read_to_end(self, timeout_s: float = 30.0) -> list[dict[str, Any]]:
+        """Re-read the topic from the beginning up to its end *now* (every partition
+        reports end-of-partition): exactly what had been acknowledged before the call."""
+        self.records = []
+        self.assign()
+        at_end: set[int] = set()
+        deadline = time.monotonic() + timeout_s
+        while at_end != set(self.partitions):
+            assert time.monotonic() < deadline, "partitions never reported their end"
+            for message in self.consumer.consume(1000, 0.2):
+                error = message.error()
+                if error is not None:
+                    assert error.code() == KafkaError._PARTITION_EOF, error.str()
+                    at_end.add(int(message.partition() or 0))
+                    continue
+                record = self.serde.decode(message.value())
+                record["_partition"] = message.partition()
+                record["_key"] = message.key().decode() if message.key() else None
+                self.records.append(record)
+        return self.records
+
     def wait_for(
         self,
         condition: Callable[[list[dict[str, Any]]], Any],

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
-from deltawatch.kafka_clients import make_producer
+from deltawatch.kafka_clients import make_admin, make_producer
 from deltawatch.localkube import ops
 from deltawatch.settings import CommonSettings
+from deltawatch.topics import contract_topics, ensure_topics
 from tests.watcher.conftest import (
     LABEL,
     PublishedEvents,
@@ -183,4 +184,34 @@ def test_unusable_subscription_values_are_skipped(
         what="both values to be logged and skipped",
     )
     assert watches(watcher) == 2
+    assert watcher.stop() == 0
+
+
+def test_subscriptions_present_at_start_are_listed_before_ready(
+    kube_api: ApiClient,
+    kube_namespace: str,
+    kubeconfig: Path,
+    topic_env: dict[str, str],
+    kafka_settings: CommonSettings,
+    events: PublishedEvents,
+    start_watcher: StartWatcher,
+    crd_group: str,
+) -> None:
+    create_widget_crd(kube_api, crd_group)
+    ops.create(kube_api, widget(crd_group, kube_namespace, "w0", "inst-7"))
+    ops.create(kube_api, configmap(kube_namespace, "c0", "inst-7"))
+    ensure_topics(make_admin(kafka_settings), [contract_topics(kafka_settings)["subscriptions"]])
+    extra = [{"group": crd_group, "version": "v1", "kind": "Widget"}]
+    publish_subscription(
+        kafka_settings, "inst-7/s", {"instance-id": "inst-7", "extra-resource-types": extra}
+    )
+
+    watcher = start_watcher(watcher_env(topic_env, kubeconfig, kube_namespace))
+    # Ready was answered only once every kind's first list was acknowledged by Kafka:
+    # what the topic held at that moment already contains both complete lists.
+    records = events.read_to_end()
+    parts = len(events.partitions)
+    for kind in ("Widget", "ConfigMap", "Pod"):
+        assert list_ends(records, kind, parts), f"no complete {kind} list before ready"
+    assert {r["name"] for r in records if r["type"] == "LISTED"} == {"w0", "c0"}
     assert watcher.stop() == 0
