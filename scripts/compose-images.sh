@@ -119,7 +119,7 @@ SRC
 
 build_standin() {  # name tag [context]
   say "building stand-in $2"
-  docker build -q --label "org.deltawatch.stand-in-recipe=$(recipe_digest "$1")" -t "$2" \
+  docker build -q --force-rm --label "org.deltawatch.stand-in-recipe=$(recipe_digest "$1")" -t "$2" \
     "${3:-$(context_for "$1")}" >/dev/null
 }
 
