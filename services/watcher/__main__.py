@@ -109,7 +109,6 @@ def main() -> None:
             supervisor.reconcile(desired())
             if not was_caught_up:
                 health.met("subscriptions")
-                health.met("kubernetes")
                 log.info(
                     "watcher started",
                     port=http.port,

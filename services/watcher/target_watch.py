@@ -96,11 +96,13 @@ class TargetWatch:
     # -- hooks ----------------------------------------------------------------------------
 
     def _on_served(self, served: kube_api.ServedKind) -> None:
+        self.health.met("kubernetes")  # discovery answered: the API server is reachable
         self.metrics.kind_served.labels(self.kind).set(1)
         if not self._first_list_done:
             self.health.unmet(self.condition)
 
     def _on_not_served(self, _reason: str) -> None:
+        self.health.met("kubernetes")  # a 404 from discovery is an answer too
         self.metrics.kind_served.labels(self.kind).set(0)
         self.health.met(self.condition)
 

@@ -6,9 +6,11 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import pytest
 from kubernetes.client import ApiClient
 
+from deltawatch.local_state import free_port
 from deltawatch.localkube import ops
 from tests.watcher.conftest import (
     LABEL,
@@ -161,3 +163,32 @@ def test_label_changes_move_the_object_between_instances(
         ("DELETED", "inst-b"),
     ]
     assert watcher.stop() == 0
+
+
+def test_not_ready_while_kubernetes_is_unreachable(
+    kube_namespace: str,
+    kubeconfig: Path,
+    topic_env: dict[str, str],
+    start_watcher: StartWatcher,
+    tmp_path: Path,
+) -> None:
+    config = json.loads(kubeconfig.read_text())
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"https://127.0.0.1:{free_port()}"
+    unreachable = tmp_path / "kubeconfig"
+    unreachable.write_text(json.dumps(config))
+    watcher = start_watcher(watcher_env(topic_env, unreachable, kube_namespace), wait_ready=False)
+
+    def waiting_for() -> list[str] | None:
+        try:
+            response = httpx.get(f"{watcher.base}/readyz", timeout=2)
+        except httpx.HTTPError:
+            return None
+        assert response.status_code == 503
+        pending: list[str] = response.json()["waiting-for"]
+        return pending if "subscriptions" not in pending and "kafka" not in pending else None
+
+    pending = ops.wait_until(waiting_for, what="Kafka and subscriptions done, Kubernetes not")
+    assert "kubernetes" in pending
+    assert f"listed:v1/ConfigMap@{kube_namespace}" in pending
+    assert watcher.stop() == 0  # while discovery keeps retrying
