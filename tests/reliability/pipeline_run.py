@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import httpx
 from confluent_kafka import KafkaError, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
 
 from deltawatch.cloud_events import CloudEventDecodeError, from_kafka
 from deltawatch.command_client import send_command
@@ -188,6 +190,16 @@ class PipelineRun:
                 worker.process.kill()
                 worker.process.wait()
         self.sink.stop()
+
+    def metric(self, name: str, index: int, sample: str, **labels: str) -> float:
+        """Sum of ``sample``'s values (with these labels) on the worker's /metrics now."""
+        text = httpx.get(f"http://127.0.0.1:{self.workers[(name, index)].port}/metrics").text
+        total = 0.0
+        for family in text_string_to_metric_families(text):
+            for found in family.samples:
+                if found.name == sample and labels.items() <= found.labels.items():
+                    total += found.value
+        return total
 
     def log_tails(self, chars: int = 3000) -> str:
         parts = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from deltawatch.localkube.server import LocalKubeServer
 from tests.reliability.cluster_driver import ClusterDriver
 from tests.reliability.pipeline_run import PipelineRun, Report, drive, finish
 
@@ -80,4 +81,29 @@ def sink_faults(
 
         faults[end] = recover
     report.faults = drive(run, driver, changes, faults, pace_s=0.03) // 2
+    return finish(run, driver, report)
+
+
+def kube_faults(
+    run: PipelineRun,
+    driver: ClusterDriver,
+    rng: random.Random,
+    changes: int,
+    rounds: int,
+    server: LocalKubeServer,
+) -> Report:
+    """Watches dropped and 410 Gone: kube-apiserver restarted ``rounds`` times; before every
+    other restart etcd is compacted, so a re-watch from the last resourceVersion seen is
+    refused and the watcher must relist (and the differ find what vanished meanwhile)."""
+    report = Report("kube", driver.seed)
+    faults: dict[int, Callable[[], None]] = {}
+    for round_, at in enumerate(sorted(rng.sample(range(10, changes - 10), rounds))):
+
+        def outage(compact: bool = round_ % 2 == 0) -> None:
+            if compact:
+                server.compact_etcd()
+            server.restart_apiserver()
+
+        faults[at] = outage
+    report.faults = drive(run, driver, changes, faults, pace_s=0.01)
     return finish(run, driver, report)
