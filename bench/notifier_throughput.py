@@ -13,7 +13,9 @@ subscriptions (interval 0) spread over M instances, created through the commands
    to the sink's N-th POST: this includes consuming, the transaction that records each
    notification in the outbox, the POST, and the transaction that records the outcome.
 3. Baseline in the same run: a bare ``httpx.AsyncClient`` loop POSTing the same number of
-   bodies of the same size to the same sink, with 200 requests in flight.
+   bodies of the same size to the same sink, with as many requests in flight as the notifier
+   may have (``--concurrency``, default 50; httpx to one host slows down past a few dozen
+   connections, so both sides get the same number).
 """
 
 from __future__ import annotations
@@ -131,6 +133,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscriptions", type=int, default=10000)
     parser.add_argument("--instances", type=int, default=1000)
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=50,
+        help="POSTs in flight (notifier: DELTAWATCH_DELIVERY_CONCURRENCY; bare loop)",
+    )
     args = parser.parse_args()
     per_instance = args.subscriptions // args.instances
     total = per_instance * args.instances
@@ -150,6 +158,7 @@ def main() -> None:
         "DELTAWATCH_TRANSACTIONAL_ID": f"bench-notifier-{suffix}",
         "DELTAWATCH_SECRET_KEY": Fernet.generate_key().decode(),
         "DELTAWATCH_LOG_LEVEL": "WARNING",
+        "DELTAWATCH_DELIVERY_CONCURRENCY": str(args.concurrency),
     }
     for name, value in env.items():
         os.environ[name] = value
@@ -249,7 +258,7 @@ def main() -> None:
         )
         rss_delivered = rss_kib(notifier.pid)
 
-        bare_s = asyncio.run(bare_loop(url, body, total, 200))
+        bare_s = asyncio.run(bare_loop(url, body, total, args.concurrency))
 
         print(
             f"subscriptions: {total} across {args.instances} instances "

@@ -252,6 +252,9 @@ class NotifierSettings(CommonSettings):
         None, validation_alias=_env("DELTAWATCH_NOTIFIER_GROUP_ID"), min_length=1
     )
     secret_key: SecretStr | None = Field(None, validation_alias=_env("DELTAWATCH_SECRET_KEY"))
+    delivery_concurrency: int = Field(
+        500, validation_alias=_env("DELTAWATCH_DELIVERY_CONCURRENCY"), ge=1, le=100000
+    )
 
     @field_validator("secret_key")
     @classmethod

@@ -4,7 +4,10 @@ One shared ``httpx.AsyncClient`` serves every subscription: connections are pool
 every request is bounded by ``DELTAWATCH_CALLBACK_TIMEOUT_S``, and redirects are not
 followed (a redirect could lead around the network fence). A hanging endpoint therefore
 costs one pooled connection and one coroutine until its timeout, never a thread, and never
-delays another subscription.
+delays another subscription. The pool is as large as the number of POSTs
+:mod:`services.notifier.deliveries` lets run at once, so requests never queue inside httpx
+(whose pool scans its whole queue on every release: thousands queued there would stall the
+event loop).
 
 An attempt never raises: it ends as an :class:`AttemptResult` with the HTTP status, or
 status 0 and the reason (timeout, connection error, refused address).
@@ -23,8 +26,6 @@ from services.notifier.callback_networks import Network, refusal, resolve
 from services.notifier.commands import url_host_port
 from services.notifier.retry_policy import retry_after_s
 from services.notifier.webhook_signing import webhook_headers
-
-POOL = httpx.Limits(max_connections=2000, max_keepalive_connections=500, keepalive_expiry=30)
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,15 @@ class CallbackClient:
         timeout_s: float,
         allow: Sequence[Network] = (),
         deny: Sequence[Network] = (),
+        concurrency: int = 500,
     ) -> None:
+        limits = httpx.Limits(
+            max_connections=concurrency,
+            max_keepalive_connections=min(concurrency, 200),
+            keepalive_expiry=30,
+        )
         self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout_s), limits=POOL, follow_redirects=False
+            timeout=httpx.Timeout(timeout_s), limits=limits, follow_redirects=False
         )
         self._timeout_s = timeout_s
         self._allow = list(allow)

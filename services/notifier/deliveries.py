@@ -8,7 +8,10 @@ point leaves the notification in the outbox, and the restarted notifier sends th
 with the same webhook-id.
 
 The subscription's URL, secret and interval are looked up before every attempt, so an
-update command takes effect on the next retry.
+update command takes effect on the next retry. At most ``DELTAWATCH_DELIVERY_CONCURRENCY``
+POSTs run at once (the others wait for a slot, in order): enough that a handful of hanging
+endpoints leave plenty for everyone else, bounded so that ten thousand notifications formed
+in one turn do not open ten thousand sockets at once.
 """
 
 from __future__ import annotations
@@ -65,6 +68,7 @@ class Deliveries:
         target_of: Callable[[str], Target | None],
         max_attempts: int,
         max_age_s: float,
+        concurrency: int = 500,
     ) -> None:
         self._client = client
         self._reports = reports
@@ -72,6 +76,7 @@ class Deliveries:
         self._max_attempts = max_attempts
         self._max_age_s = max_age_s
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._slots = asyncio.Semaphore(concurrency)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -116,7 +121,10 @@ class Deliveries:
                 now = time.time()
                 result = AttemptResult(now, 0, target.problem, refused=True, ended_at=now)
             else:
-                result = await self._client.post(target.url, job.webhook_id, job.body, target.key)
+                async with self._slots:
+                    result = await self._client.post(
+                        target.url, job.webhook_id, job.body, target.key
+                    )
             attempts += 1
             first_attempt_at = first_attempt_at or result.at
             metrics.ATTEMPTS.labels(_result_class(result)).inc()

@@ -195,6 +195,7 @@ class NotifierWorker:
             settings.callback_timeout_s,
             settings.callback_allow_networks,
             settings.callback_deny_networks,
+            settings.delivery_concurrency,
         )
         self.deliveries = Deliveries(
             self.client,
@@ -202,6 +203,7 @@ class NotifierWorker:
             self._target,
             settings.delivery_max_attempts,
             settings.delivery_max_age_s,
+            settings.delivery_concurrency,
         )
         self._assigned: set[int] = set()
         self._assignment_events: list[tuple[str, list[int]]] = []
