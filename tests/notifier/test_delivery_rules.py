@@ -152,3 +152,21 @@ def test_secret_box_round_trip_and_wrong_key() -> None:
         SecretBox(Fernet.generate_key().decode()).open(token)
     with pytest.raises(ValueError, match="Fernet key"):
         SecretBox("short")
+
+
+def test_webhook_id_is_deterministic_per_subscription_incarnation_and_number() -> None:
+    from services.notifier.worker import webhook_id
+
+    assert webhook_id("i/s", 1000, 1) == webhook_id("i/s", 1000, 1)
+    assert webhook_id("i/s", 1000, 1).startswith("msg_")
+    assert (
+        len(
+            {
+                webhook_id("i/s", 1000, 1),
+                webhook_id("i/s", 1000, 2),
+                webhook_id("i/s", 2000, 1),
+                webhook_id("i/t", 1000, 1),
+            }
+        )
+        == 4
+    )
