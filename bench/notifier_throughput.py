@@ -278,7 +278,7 @@ def main() -> None:
         )
         print(
             f"bare httpx loop: {total} POSTs in {bare_s:.2f} s = {total / bare_s:.0f} POSTs/s "
-            f"(200 in flight, same sink, body {len(body)} bytes)"
+            f"({args.concurrency} in flight, same sink, body {len(body)} bytes)"
         )
         print(f"ratio notifier / bare: {bare_s / notifier_s:.2f}")
     finally:
