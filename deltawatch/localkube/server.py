@@ -704,16 +704,24 @@ def _start_ticks(pid: int) -> int | None:
     return int(fields[19])
 
 
-def _reap(pid: int) -> None:
-    """Collect the exit status if ``pid`` is our own exited child, so it leaves no zombie."""
+def _reap(pid: int, wait_s: float = 0.0) -> None:
+    """Collect the exit status if ``pid`` is our own exited child, so it leaves no zombie.
+
+    /proc shows a Go process as a zombie as soon as its main thread exits, while its other
+    threads may still be exiting; until they have, ``waitpid`` has nothing to collect, so one
+    WNOHANG call can come too early: after stopping a process, poll for ``wait_s``.
+    """
+    deadline = time.monotonic() + wait_s
     with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+        while os.waitpid(pid, os.WNOHANG) == (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.02)
 
 
 def _terminate(process: ProcessRecord) -> None:
     """SIGTERM, wait, then SIGKILL: always by the recorded PID, only if it is still ours."""
     for sig, grace in ((signal.SIGTERM, _TERM_GRACE_S), (signal.SIGKILL, _KILL_GRACE_S)):
         if not process.alive():
+            _reap(process.pid, wait_s=5.0)
             return
         try:
             os.kill(process.pid, sig)
