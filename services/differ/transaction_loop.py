@@ -40,6 +40,7 @@ from confluent_kafka import (
 )
 
 from deltawatch.avro_serde import AvroDecodeError, AvroSerde
+from deltawatch.call_deadline import call_deadline
 from deltawatch.cloud_events import KafkaRecord, utc_now
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import make_consumer, make_producer, make_reader
@@ -57,6 +58,7 @@ from services.differ.snapshot import SnapshotStore
 
 READINESS = ["kafka", "assigned", "restored", "caught-up"]
 TRANSACTION_TIMEOUT_S = 30.0
+CALL_DEADLINE_S = TRANSACTION_TIMEOUT_S + 15.0  # beyond it the call hangs (see call_deadline)
 LAG_EVERY_S = 5.0
 
 
@@ -330,9 +332,10 @@ class DifferLoop:
             offsets = [
                 TopicPartition(self.topics.resource_events, p, o) for p, o in next_offsets.items()
             ]
-            self.producer.send_offsets_to_transaction(
-                offsets, self.consumer.consumer_group_metadata(), TRANSACTION_TIMEOUT_S
-            )
+            with call_deadline(CALL_DEADLINE_S, "send_offsets_to_transaction", self.log):
+                self.producer.send_offsets_to_transaction(
+                    offsets, self.consumer.consumer_group_metadata(), TRANSACTION_TIMEOUT_S
+                )
             self._commit()
         except KafkaException as exc:
             self._abort_and_rewind(exc, list(next_offsets))
