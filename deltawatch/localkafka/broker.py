@@ -49,12 +49,16 @@ def _say(message: str) -> None:
 
 
 class LocalKafkaBroker:
-    def __init__(self, version: str = KAFKA_VERSION) -> None:
+    def __init__(self, version: str = KAFKA_VERSION, run: Path | None = None) -> None:
+        """``run``: where this broker keeps its run state (PID, ports, data); the default is
+        the shared one. A test that stops its broker passes a directory of its own and still
+        reuses the cached jars and storage template."""
         self.version = version
         self.home = cache_dir() / "kafka" / version
         self.libs = self.home / "libs"
         self.template = self.home / "storage-template"
-        self.run = run_dir("kafka")
+        self.run = run if run is not None else run_dir("kafka")
+        self.run.mkdir(parents=True, exist_ok=True)
         self.state_file = self.run / "broker.json"
         self.lock_file = self.run / "lock"
 
