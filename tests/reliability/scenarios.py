@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from deltawatch.localkafka.broker import BrokerState, LocalKafkaBroker
 from deltawatch.localkube.server import LocalKubeServer
 from tests.reliability.cluster_driver import ClusterDriver
 from tests.reliability.pipeline_run import PipelineRun, Report, drive, finish
@@ -106,4 +107,35 @@ def kube_faults(
 
         faults[at] = outage
     report.faults = drive(run, driver, changes, faults, pace_s=0.01)
+    return finish(run, driver, report)
+
+
+def broker_outages(
+    run: PipelineRun,
+    driver: ClusterDriver,
+    rng: random.Random,
+    changes: int,
+    rounds: int,
+    broker: LocalKafkaBroker,
+) -> Report:
+    """The Kafka broker goes away mid-run (SIGKILL, or a clean stop, alternately) while the
+    cluster keeps changing, and comes back on the same ports with its data."""
+    report = Report("broker", driver.seed)
+    faults: dict[int, Callable[[], None]] = {}
+    moments = sorted(rng.sample(range(10, changes - 10), rounds * 2))
+    down: list[BrokerState] = []
+    for round_, (begin, end) in enumerate(zip(moments[::2], moments[1::2], strict=True)):
+
+        def stop(hard: bool = round_ % 2 == 0) -> None:
+            state = broker.status()
+            assert state is not None
+            if hard:
+                broker.kill()
+            else:
+                broker.stop(keep_data=True)
+            down.append(state)
+
+        faults[begin] = stop
+        faults[end] = lambda: broker.resume(down.pop()) and None
+    report.faults = drive(run, driver, changes, faults, pace_s=0.02) // 2
     return finish(run, driver, report)

@@ -28,7 +28,7 @@ def test_apiserver_restarts_and_410s_lose_nothing(
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)
     driver = ClusterDriver(cluster.api, cluster.namespace, INSTANCES, seed)
-    report = kube_faults(run, driver, random.Random(seed), 240, rounds=3, server=cluster.server)
+    report = kube_faults(run, driver, random.Random(seed), 200, rounds=2, server=cluster.server)
     print(report)
     assert report.verdict.problems == [], report.verdict.problems
     assert report.crashes == []
