@@ -231,7 +231,11 @@ def _handle_delete(
 def _handle_cps(table: SubscriptionTable, command: CpsCommand, context: CommandContext) -> Applied:
     """Subscribe / unsubscribe CPS delta notification: state under ``cps/<dataspace>``."""
     state = cps_subscriptions.apply_command(
-        table.cps.get(command.dataspace), command.dataspace, command.action, command.anchors
+        table.cps.get(command.dataspace),
+        command.dataspace,
+        command.action,
+        command.anchors,
+        at_ms=int(context.sent_at.timestamp() * 1000),
     )
     if state.is_empty:
         table.cps.pop(command.dataspace, None)

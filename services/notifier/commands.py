@@ -45,6 +45,7 @@ ERROR_CODES = (
     "invalid-field",
     "invalid-name",
     "name-too-long",
+    "reserved-instance-id",
     "invalid-url",
     "invalid-interval",
     "metadata-too-large",
@@ -88,6 +89,29 @@ Name = Annotated[
             "pattern": "^[^/\\u0000-\\u001f\\u007f-\\u009f]+$",
         }
     ),
+]
+
+
+RESERVED_INSTANCE_IDS = frozenset({"cps"})
+"""Instance-ids refused (code ``reserved-instance-id``): ``cps/<name>`` is the key of a CPS
+dataspace's state on the subscriptions topic (CONTRACT §3), so a subscription
+``<instance-id>/<name>`` of an instance named ``cps`` would share its key space."""
+
+
+def _check_instance_id(value: str) -> str:
+    if value in RESERVED_INSTANCE_IDS:
+        raise PydanticCustomError(
+            "reserved-instance-id",
+            "'{value}' is reserved: cps/<dataspace> keys hold CPS delta-notification state",
+            {"value": value},
+        )
+    return value
+
+
+InstanceId = Annotated[
+    Name,
+    AfterValidator(_check_instance_id),
+    Field(json_schema_extra={"not": {"enum": sorted(RESERVED_INSTANCE_IDS)}}),
 ]
 
 
@@ -172,7 +196,7 @@ class CreateCommand(BaseModel):
 
     command_id: StrictStr = Field(alias="command-id", min_length=1)
     action: Literal["create"]
-    instance_id: Name = Field(alias="instance-id")
+    instance_id: InstanceId = Field(alias="instance-id")
     subscription: SubscriptionRequest
 
 
@@ -181,7 +205,7 @@ class UpdateCommand(BaseModel):
 
     command_id: StrictStr = Field(alias="command-id", min_length=1)
     action: Literal["update"]
-    instance_id: Name = Field(alias="instance-id")
+    instance_id: InstanceId = Field(alias="instance-id")
     subscription: SubscriptionRequest
 
 
@@ -190,7 +214,7 @@ class DeleteCommand(BaseModel):
 
     command_id: StrictStr = Field(alias="command-id", min_length=1)
     action: Literal["delete"]
-    instance_id: Name = Field(alias="instance-id")
+    instance_id: InstanceId = Field(alias="instance-id")
     subscription_name: Name = Field(alias="subscription-name")
 
 
@@ -222,6 +246,7 @@ class CommandError(BaseModel):
         "invalid-field",
         "invalid-name",
         "name-too-long",
+        "reserved-instance-id",
         "invalid-url",
         "invalid-interval",
         "metadata-too-large",

@@ -32,6 +32,16 @@ Persistence (CONTRACT §3): the subscriptions topic holds, under key ``cps/<data
 with both lists sorted, so equal states encode to equal bytes. ``"kind"`` tells this value
 apart from a callback subscription's state on the same topic.
 
+Baselines (CONTRACT §4, as for callbacks): an anchor hears only of changes observed after its
+dataspace subscribed it. Commands applied with ``at_ms`` (the command record's timestamp)
+stamp it: ``"all-since-ms"`` when "all" began, ``"anchors-since-ms"`` per anchor subscribed by
+name (listed, or re-included into "all" after an exclusion). An anchor keeps its stamp while it
+stays subscribed, so widening a list to "all" does not move the baseline of the anchors
+already listed. :func:`subscribed_since` gives an anchor's baseline; the notifier also uses it
+as the identity of the anchor's CPS lane — a changed baseline means the anchor was
+unsubscribed and subscribed again, and its lane starts afresh. Both fields are omitted when
+absent (states written without stamps mean "baseline 0": every change counts).
+
 Pure: no I/O. The notifier validates the command (dataspace and anchor names, CONTRACT §4)
 before calling :func:`apply_command`.
 """
@@ -40,7 +50,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -63,6 +73,10 @@ class DataspaceSubscription:
     """Subscribed anchors when not ``all_anchors`` (always empty when it is)."""
     excluded: frozenset[str] = field(default_factory=frozenset)
     """Anchors left out of an ``all_anchors`` subscription (always empty when it is not)."""
+    all_since_ms: int | None = None
+    """When "all" began (epoch ms), the baseline of anchors without their own stamp."""
+    since_ms: Mapping[str, int] = field(default_factory=dict, hash=False)
+    """Baselines of anchors subscribed by name (epoch ms); only subscribed anchors appear."""
 
     @property
     def is_empty(self) -> bool:
@@ -74,26 +88,39 @@ def empty(dataspace: str) -> DataspaceSubscription:
     return DataspaceSubscription(dataspace)
 
 
-def subscribe(state: DataspaceSubscription, anchors: Iterable[str]) -> DataspaceSubscription:
+def subscribe(
+    state: DataspaceSubscription, anchors: Iterable[str], at_ms: int | None = None
+) -> DataspaceSubscription:
+    """Subscribe ``anchors`` (none: all); anchors newly subscribed get baseline ``at_ms``."""
     named = frozenset(anchors)
+    since = dict(state.since_ms)
     if not named:
-        return DataspaceSubscription(state.dataspace, all_anchors=True)
-    if state.all_anchors:
+        if state.all_anchors:
+            # Excluded anchors come back now; everyone else keeps their baseline.
+            since.update(_stamps(state.excluded, at_ms))
+            return replace(state, excluded=frozenset(), since_ms=since)
         return DataspaceSubscription(
-            state.dataspace, all_anchors=True, excluded=state.excluded - named
+            state.dataspace, all_anchors=True, all_since_ms=at_ms, since_ms=since
         )
-    return DataspaceSubscription(state.dataspace, anchors=state.anchors | named)
+    if state.all_anchors:
+        since.update(_stamps(named & state.excluded, at_ms))
+        return replace(state, excluded=state.excluded - named, since_ms=since)
+    since.update(_stamps(named - state.anchors, at_ms))
+    return replace(state, anchors=state.anchors | named, since_ms=since)
 
 
 def unsubscribe(state: DataspaceSubscription, anchors: Iterable[str]) -> DataspaceSubscription:
     named = frozenset(anchors)
     if not named:
         return empty(state.dataspace)
+    since = {anchor: at for anchor, at in state.since_ms.items() if anchor not in named}
     if state.all_anchors:
-        return DataspaceSubscription(
-            state.dataspace, all_anchors=True, excluded=state.excluded | named
-        )
-    return DataspaceSubscription(state.dataspace, anchors=state.anchors - named)
+        return replace(state, excluded=state.excluded | named, since_ms=since)
+    return replace(state, anchors=state.anchors - named, since_ms=since)
+
+
+def _stamps(anchors: Iterable[str], at_ms: int | None) -> dict[str, int]:
+    return {} if at_ms is None else dict.fromkeys(anchors, at_ms)
 
 
 def apply_command(
@@ -101,11 +128,15 @@ def apply_command(
     dataspace: str,
     action: CpsAction,
     anchors: Iterable[str] | None,
+    at_ms: int | None = None,
 ) -> DataspaceSubscription:
-    """The state after one (already validated) subscribe/unsubscribe command."""
+    """The state after one (already validated) subscribe/unsubscribe command.
+
+    ``at_ms``: the command's record timestamp, the baseline of anchors it subscribes.
+    """
     current = state if state is not None else empty(dataspace)
     if action == SUBSCRIBE:
-        return subscribe(current, anchors or ())
+        return subscribe(current, anchors or (), at_ms)
     return unsubscribe(current, anchors or ())
 
 
@@ -115,6 +146,16 @@ def is_subscribed(state: DataspaceSubscription | None, anchor: str) -> bool:
     if state.all_anchors:
         return anchor not in state.excluded
     return anchor in state.anchors
+
+
+def subscribed_since(state: DataspaceSubscription | None, anchor: str) -> int | None:
+    """The anchor's baseline (epoch ms; 0 when unstamped), or None when not subscribed."""
+    if state is None or not is_subscribed(state, anchor):
+        return None
+    stamp = state.since_ms.get(anchor)
+    if stamp is None:
+        stamp = state.all_since_ms if state.all_anchors else None
+    return stamp or 0
 
 
 def subscribed_dataspaces(states: Mapping[str, DataspaceSubscription], anchor: str) -> list[str]:
@@ -148,6 +189,8 @@ class _StateDocument(BaseModel):
     all_anchors: bool = Field(alias="all-anchors")
     anchors: list[str] = Field(default_factory=list)
     excluded_anchors: list[str] = Field(default_factory=list, alias="excluded-anchors")
+    all_since_ms: int | None = Field(None, alias="all-since-ms")
+    anchors_since_ms: dict[str, int] = Field(default_factory=dict, alias="anchors-since-ms")
 
 
 def encode_state(state: DataspaceSubscription) -> bytes | None:
@@ -161,6 +204,10 @@ def encode_state(state: DataspaceSubscription) -> bytes | None:
         "anchors": sorted(state.anchors),
         "excluded-anchors": sorted(state.excluded),
     }
+    if state.all_since_ms is not None:
+        document["all-since-ms"] = state.all_since_ms
+    if state.since_ms:
+        document["anchors-since-ms"] = dict(sorted(state.since_ms.items()))
     return json.dumps(document, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -186,7 +233,15 @@ def decode_state(key: str, value: bytes | None) -> DataspaceSubscription | None:
             f"{key}: value names dataspace {document.dataspace!r}, key names {dataspace!r}"
         )
     if document.all_anchors:
+        excluded = frozenset(document.excluded_anchors)
+        since = {a: at for a, at in document.anchors_since_ms.items() if a not in excluded}
         return DataspaceSubscription(
-            dataspace, all_anchors=True, excluded=frozenset(document.excluded_anchors)
+            dataspace,
+            all_anchors=True,
+            excluded=excluded,
+            all_since_ms=document.all_since_ms,
+            since_ms=since,
         )
-    return DataspaceSubscription(dataspace, anchors=frozenset(document.anchors))
+    anchors = frozenset(document.anchors)
+    since = {a: at for a, at in document.anchors_since_ms.items() if a in anchors}
+    return DataspaceSubscription(dataspace, anchors=anchors, since_ms=since)

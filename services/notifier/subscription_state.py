@@ -18,7 +18,7 @@ restored state matches exactly the input that was committed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -97,6 +97,28 @@ class OutboxRecord(BaseModel):
         alias="ignore-fields-seen",
         description="Resource key → fingerprint, only for subscriptions with ignore-fields.",
     )
+
+    def to_bytes(self) -> bytes:
+        return self.model_dump_json(by_alias=True).encode()
+
+
+class CpsLaneRecord(BaseModel):
+    """A CPS lane's state in the outbox changelog, key ``cps/<dataspace>/<anchor>``.
+
+    Written with the offsets of the deltas it came from, on the anchor's deltas partition:
+    the pending net change and throttle window (``lane``), the notification count, and the
+    objects the dataspace was last told of (``view``, :class:`~services.notifier.cps_events.
+    AnchorView`), which the next UPDATE's merge patch starts from.
+    """
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    kind: Literal["cps-lane"] = "cps-lane"
+    dataspace: str
+    anchor: str
+    since_ms: int = Field(alias="since-ms", description="The anchor's baseline: lane identity.")
+    lane: dict[str, Any] = Field(default_factory=dict)
+    view: list[dict[str, Any]] = Field(default_factory=list)
 
     def to_bytes(self) -> bytes:
         return self.model_dump_json(by_alias=True).encode()

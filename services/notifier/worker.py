@@ -19,6 +19,15 @@ subscription's state and outbox record to that same partition ``p``. A member re
 exactly the partitions it is assigned; state of revoked partitions is dropped. (This needs
 commands and deltas produced with the same partitioner, as every deltawatch producer is.)
 
+CPS delta notification (CONTRACT §7) rides the same transactions. A dataspace's state lives on
+the partition of its command (key = dataspace), the deltas of its anchors on theirs, so every
+replica reads every dataspace's state (:mod:`services.notifier.cps_directory`; its own table
+wins for the partitions it owns). The per-anchor lanes (:mod:`services.notifier.cps_lanes`) live
+on the anchor's deltas partition in the same coalescing queue as callback subscriptions; a due
+lane's CPS events are produced in the turn's transaction together with the lane's state (pending
+change, window, the told objects) and the offsets of the deltas it came from — so a
+``read_committed`` consumer of the CPS topic sees each event once, whatever crashes.
+
 Any failure to commit is fatal on purpose: the in-memory state ran ahead of Kafka, and the
 only correct state is the committed one, which a restart restores.
 """
@@ -72,6 +81,11 @@ from services.notifier.commands import (
     parse_command,
     url_host_port,
 )
+from services.notifier.cps_directory import CpsDirectory, CpsDirectoryReader
+from services.notifier.cps_events import AnchorView
+from services.notifier.cps_lanes import CpsLane, CpsLanes, is_lane_target
+from services.notifier.cps_publisher import CpsPublisher
+from services.notifier.cps_subscriptions import DataspaceSubscription
 from services.notifier.dead_letter import DeadLetter
 from services.notifier.deliveries import AttemptReport, Deliveries, DeliveryJob, Target
 from services.notifier.ignore_fields import IgnoreFieldsFilter
@@ -79,6 +93,7 @@ from services.notifier.net_delta import ResourceChanges
 from services.notifier.secret_box import SecretBox, SecretBoxError
 from services.notifier.state_restore import read_compacted
 from services.notifier.subscription_state import (
+    CpsLaneRecord,
     InFlight,
     OutboxRecord,
     SubscriptionState,
@@ -156,21 +171,59 @@ def webhook_id(key: str, created_at_ms: int, number: int) -> str:
     return f"msg_{digest[:32]}"
 
 
+@dataclass(frozen=True)
+class _Record:
+    topic: str
+    partition: int | None
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]] | None = None
+    timestamp_ms: int = 0
+    """0: the producer stamps it."""
+
+
 @dataclass
 class _Turn:
     """What one transaction writes, gathered while the turn is processed."""
 
-    records: list[tuple[str, int | None, str, bytes | None]] = field(default_factory=list)
+    records: list[_Record] = field(default_factory=list)
     offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     dirty_outbox: set[str] = field(default_factory=set)
     dirty_state: set[str] = field(default_factory=set)
     jobs: list[DeliveryJob] = field(default_factory=list)
+    cps_states: dict[str, DataspaceSubscription] | None = None
+    """Every dataspace's CPS subscription as this turn sees it (computed once, on demand)."""
 
     def produce(self, topic: str, partition: int | None, key: str, value: bytes | None) -> None:
-        self.records.append((topic, partition, key, value))
+        self.records.append(_Record(topic, partition, key.encode(), value))
 
     def __bool__(self) -> bool:
         return bool(self.records or self.offsets or self.dirty_outbox or self.dirty_state)
+
+
+class _TurnProducer:
+    """The producer :class:`CpsPublisher` writes to: records join the turn's transaction.
+
+    Stamped with the turn's clock, the one the throttle window is kept with, so the record
+    timestamps of a lane's events are ``DELTAWATCH_CPS_MIN_NOTIFY_INTERVAL`` apart at least.
+    """
+
+    def __init__(self, turn: _Turn, timestamp_ms: int) -> None:
+        self._turn = turn
+        self._timestamp_ms = timestamp_ms
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        *,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        self._turn.records.append(_Record(topic, None, key, value, headers, self._timestamp_ms))
+
+    def poll(self, timeout: float = 0.0) -> int:
+        return 0
 
 
 class NotifierWorker:
@@ -186,6 +239,9 @@ class NotifierWorker:
         self.sealed: dict[str, str | None] = {}
         self.partition_of: dict[str, int] = {}
         self.filters: dict[str, IgnoreFieldsFilter] = {}
+        self.cps_lanes = CpsLanes(self.queue, settings.cps_min_notify_interval)
+        self.cps_directory = CpsDirectory()
+        self._cps_reader = CpsDirectoryReader(settings, self.cps_directory)
         secret = settings.secret_key.get_secret_value() if settings.secret_key else None
         self.box = SecretBox(secret) if secret else None
         self.outbox_topic = settings.changelog_topic("notifier", "outbox")
@@ -218,6 +274,7 @@ class NotifierWorker:
             self.settings, transactional_id=self.transactional_id, client_id="deltawatch-notifier"
         )
         await asyncio.to_thread(self._producer.init_transactions, 60)
+        await asyncio.to_thread(self._cps_reader.start)
         self._consumer = make_consumer(
             self.settings,
             self.group_id,
@@ -243,6 +300,7 @@ class NotifierWorker:
             await self.deliveries.close()
             await self.client.close()
             await asyncio.to_thread(self._consumer.close)
+            await asyncio.to_thread(self._cps_reader.close)
             log.info("notifier loop ended")
 
     def _poll_timeout(self) -> float:
@@ -275,12 +333,18 @@ class NotifierWorker:
                 deltas.append(message)
         for message in commands:
             await self._on_command(message, turn)
+        if deltas or self.cps_lanes:
+            self._cps_reader.drain()
         for message in deltas:
             self._on_delta(message, turn)
         while not self._reports.empty():
             self._on_report(self._reports.get_nowait(), turn)
-        for outgoing in self.queue.take_due(time.time()):
-            self._form(outgoing, turn)
+        now = time.time()
+        for outgoing in self.queue.take_due(now):
+            if is_lane_target(outgoing.target):
+                self._publish_cps(outgoing, now, turn)
+            else:
+                self._form(outgoing, turn)
         if not turn:
             return
         self._flush_state(turn)
@@ -295,15 +359,19 @@ class NotifierWorker:
         producer = self._producer
         try:
             producer.begin_transaction()
-            for topic, partition, key, value in turn.records:
+            for record in turn.records:
+                options: dict[str, Any] = {}
+                if record.partition is not None:
+                    options["partition"] = record.partition
+                if record.headers:
+                    options["headers"] = record.headers
+                if record.timestamp_ms:
+                    options["timestamp"] = record.timestamp_ms
                 while True:
                     try:
-                        if partition is None:
-                            producer.produce(topic, key=key.encode(), value=value)
-                        else:
-                            producer.produce(
-                                topic, key=key.encode(), value=value, partition=partition
-                            )
+                        producer.produce(
+                            record.topic, key=record.key, value=record.value, **options
+                        )
                         break
                     except BufferError:
                         producer.poll(0.05)
@@ -351,6 +419,7 @@ class NotifierWorker:
     def _drop(self, partitions: set[int]) -> None:
         for key in [k for k, p in self.partition_of.items() if p in partitions]:
             self._forget(key)
+        self.cps_lanes.drop_partitions(partitions)
         self._assigned -= partitions
         metrics.SUBSCRIPTIONS.set(len(self.table.subscriptions))
 
@@ -379,8 +448,8 @@ class NotifierWorker:
                 self._restore_subscription(key, partition, value)
             jobs = [
                 job
-                for key, (_partition, value) in outbox.items()
-                if (job := self._restore_outbox(key, value)) is not None
+                for key, (partition, value) in outbox.items()
+                if (job := self._restore_outbox(key, partition, value)) is not None
             ]
             self._assigned |= set(partitions)
             metrics.SUBSCRIPTIONS.set(len(self.table.subscriptions))
@@ -411,7 +480,10 @@ class NotifierWorker:
         self.partition_of[key] = partition
         self.queue.configure(key, subscription.min_notify_interval)
 
-    def _restore_outbox(self, key: str, value: bytes) -> DeliveryJob | None:
+    def _restore_outbox(self, key: str, partition: int, value: bytes) -> DeliveryJob | None:
+        if is_lane_target(key):
+            self._restore_cps_lane(key, partition, value)
+            return None
         state = self.table.subscriptions.get(key)
         if state is None:
             return None
@@ -442,6 +514,19 @@ class NotifierWorker:
             not_before,
             flight.observed_at,
         )
+
+    def _restore_cps_lane(self, key: str, partition: int, value: bytes) -> None:
+        try:
+            record = CpsLaneRecord.model_validate_json(value)
+            view = AnchorView.from_json(record.view)
+        except (ValidationError, KeyError, TypeError, ValueError) as exc:
+            log.error("unreadable CPS lane skipped", key=key, error=str(exc))
+            return
+        lane = CpsLane(record.dataspace, record.anchor, record.since_ms, partition, view)
+        if lane.target != key:
+            log.error("CPS lane under a foreign key skipped", key=key)
+            return
+        self.cps_lanes.restore(lane, record.lane)
 
     # --- commands --------------------------------------------------------------------------
 
@@ -558,7 +643,14 @@ class NotifierWorker:
         observed_at = (
             event_time.timestamp() if event_time is not None else message.timestamp()[1] / 1000
         )
-        told = 0
+        routed = self.cps_lanes.route(
+            instance_id, where(message)[1], changes, observed_at, self._cps_states(turn)
+        )
+        for target in routed.fed:
+            turn.dirty_outbox.add(target)
+        for target in routed.dropped:
+            self._drop_cps_lane(target, turn)
+        told = len(routed.fed)
         for subscription in self.table.of_instance(instance_id):
             if observed_at * 1000 < subscription.created_at_ms:
                 continue  # the baseline: this change predates the subscription
@@ -573,10 +665,63 @@ class NotifierWorker:
             metrics.COALESCED.inc(merged)
             turn.dirty_outbox.add(key)
             told += 1
-        subscribed = bool(self.table.by_instance.get(instance_id))
+        subscribed = bool(self.table.by_instance.get(instance_id)) or routed.subscribed
         metrics.DELTAS.labels(
             "routed" if told else "filtered" if subscribed else "no-subscriber"
         ).inc()
+
+    # --- CPS events ------------------------------------------------------------------------
+
+    def _cps_states(self, turn: _Turn) -> dict[str, DataspaceSubscription]:
+        """Every dataspace's subscription: the directory, overridden by the partitions owned.
+
+        For the partitions this replica owns, its command table is the truth and may be
+        ahead of the directory (commands of this very turn); a dataspace missing there was
+        unsubscribed, whatever the directory still says.
+        """
+        if turn.cps_states is None:
+            states = self.cps_directory.outside(self._assigned)
+            states.update(self.table.cps)
+            turn.cps_states = states
+        return turn.cps_states
+
+    def _drop_cps_lane(self, target: str, turn: _Turn) -> None:
+        lane = self.cps_lanes.lanes.get(target)
+        if lane is None:
+            return
+        self.cps_lanes.remove(target)
+        turn.dirty_outbox.discard(target)
+        turn.produce(self.outbox_topic, lane.partition, target, None)
+
+    def _publish_cps(self, outgoing: Outgoing, now: float, turn: _Turn) -> None:
+        """A due CPS lane: its events join this turn's transaction with its new state."""
+        target = outgoing.target
+        if not self.cps_lanes.still_wanted(target, self._cps_states(turn)):
+            self._drop_cps_lane(target, turn)  # unsubscribed since the change was queued
+            return
+        lane = self.cps_lanes.lanes[target]
+        publisher = CpsPublisher.from_settings(_TurnProducer(turn, int(now * 1000)), self.settings)
+        observed = outgoing.observed_at if outgoing.observed_at is not None else now
+        events = publisher.publish_net_delta(
+            dataspace=lane.dataspace,
+            anchor=lane.anchor,
+            view=lane.view,
+            resource_changes=outgoing.changes.to_json(),
+            observed_at=datetime.fromtimestamp(observed, UTC),
+            notification_id=lane.notification_id(outgoing.number),
+        )
+        if events:
+            self.queue.attempted(target, now)
+        self.queue.finished(target)
+        turn.dirty_outbox.add(target)
+        log.info(
+            "CPS events produced",
+            dataspace=lane.dataspace,
+            anchor=lane.anchor,
+            instance_id=lane.anchor,
+            notification=lane.notification_id(outgoing.number),
+            events=len(events),
+        )
 
     # --- notifications and delivery reports ----------------------------------------------------
 
@@ -665,6 +810,17 @@ class NotifierWorker:
 
     def _flush_state(self, turn: _Turn) -> None:
         for key in sorted(turn.dirty_outbox):
+            lane = self.cps_lanes.lanes.get(key)
+            if lane is not None:
+                cps_record = CpsLaneRecord(
+                    dataspace=lane.dataspace,
+                    anchor=lane.anchor,
+                    since_ms=lane.since_ms,
+                    lane=self.queue.snapshot(key),
+                    view=lane.view.to_json(),
+                )
+                turn.produce(self.outbox_topic, lane.partition, key, cps_record.to_bytes())
+                continue
             partition = self.partition_of.get(key)
             if partition is None or key not in self.queue:
                 continue
