@@ -1,0 +1,116 @@
+"""Harness for the CPS wiring tests: the notifier harness of ``tests/notifier`` plus a reader
+of the CPS topic that sees only committed events (``read_committed``) and decodes them."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+from confluent_kafka import KafkaError, TopicPartition
+
+from deltawatch.kafka_clients import make_reader
+from deltawatch.settings import CommonSettings
+from tests.notifier.conftest import (  # noqa: F401  (fixtures re-exported for this directory)
+    Commands,
+    Deltas,
+    NotifierProcess,
+    commands,
+    deltas,
+    notifier,
+    notifier_env,
+    pod,
+    settings,
+)
+
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+DATA_SCHEMAS = {
+    "org.onap.cps.data-updated-delta-event": "cps-delta-event-data.schema.json",
+    "org.onap.cps.events.model.CpsDataUpdatedEvent": "cps-data-updated-event.schema.json",
+}
+
+
+@dataclass(frozen=True)
+class CpsRecord:
+    key: str
+    headers: dict[str, str]
+    data: dict[str, Any]
+    timestamp_ms: int
+    partition: int
+    offset: int
+
+    @property
+    def id(self) -> str:
+        return self.headers["ce_id"]
+
+    @property
+    def anchor(self) -> str:
+        payload = self.data.get("eventPayload", self.data)
+        return str(payload["anchorName"])
+
+
+def _validate(record: CpsRecord) -> None:
+    schema = json.loads((SCHEMAS / DATA_SCHEMAS[record.headers["ce_type"]]).read_text())
+    jsonschema.validate(record.data, schema)
+
+
+def read_cps(config: CommonSettings) -> list[CpsRecord]:
+    """Every committed record of the CPS topic (each partition read to its end), validated."""
+    topic = config.cps_topic
+    reader = make_reader(config, client_id="test-cps-read")
+    records: list[CpsRecord] = []
+    try:
+        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
+        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+        pending = set(partitions)
+        deadline = time.monotonic() + 30
+        while pending:
+            assert time.monotonic() < deadline, f"{topic} not read to its end"
+            message = reader.poll(0.5)
+            if message is None:
+                continue
+            error = message.error()
+            if error is not None:
+                if error.code() == KafkaError._PARTITION_EOF:
+                    pending.discard(message.partition())
+                continue
+            headers = {
+                name: raw.decode() for name, raw in message.headers() or [] if raw is not None
+            }
+            record = CpsRecord(
+                key=bytes(message.key() or b"").decode(),
+                headers=headers,
+                data=json.loads(message.value() or b"null"),
+                timestamp_ms=message.timestamp()[1],
+                partition=message.partition() or 0,
+                offset=message.offset() or 0,
+            )
+            _validate(record)
+            records.append(record)
+    finally:
+        reader.close()
+    return sorted(records, key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+
+
+def wait_cps(
+    config: CommonSettings,
+    until: Callable[[list[CpsRecord]], bool],
+    timeout_s: float = 30.0,
+) -> list[CpsRecord]:
+    """The CPS topic's committed records once ``until`` holds for them."""
+    deadline = time.monotonic() + timeout_s
+    records: list[CpsRecord] = []
+    while time.monotonic() < deadline:
+        records = read_cps(config)
+        if until(records):
+            return records
+        time.sleep(0.2)
+    raise AssertionError(f"CPS topic never satisfied the condition; got {records}")
+
+
+def of_anchor(records: list[CpsRecord], anchor: str) -> list[CpsRecord]:
+    return [r for r in records if r.anchor == anchor]
