@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, Message, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from deltawatch.cloud_events import CloudEventDecodeError, from_kafka
@@ -255,10 +255,9 @@ class PipelineRun:
         except TimeoutError:
             return self.verdicts(truth)
 
-    def delta_sequences(self, timeout_s: float = 30.0) -> list[tuple[str, int]]:
-        """(instance, sequence) of every committed delta event, read to the end."""
+    def read_topic(self, topic: str, timeout_s: float = 30.0) -> list[Message]:
+        """Every committed record of ``topic``, read to the end offsets found at the start."""
         reader = make_reader(self.settings, client_id="reliability-oracle")
-        topic = self.settings.deltas_topic
         try:
             partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
             ends = {}
@@ -267,7 +266,7 @@ class PipelineRun:
                 ends[p] = high
             reader.assign([TopicPartition(topic, p, 0) for p in partitions])
             pending = {p for p, high in ends.items() if high > 0}
-            found: list[tuple[str, int]] = []
+            found: list[Message] = []
             deadline = time.monotonic() + timeout_s
             while pending and time.monotonic() < deadline:
                 message = reader.poll(0.5)
@@ -279,21 +278,26 @@ class PipelineRun:
                         pending.discard(message.partition())
                         continue
                     raise RuntimeError(str(error))
+                found.append(message)
                 if message.offset() + 1 >= ends[message.partition()]:
                     pending.discard(message.partition())
-                try:
-                    event = from_kafka(message.key(), message.value(), message.headers() or [])
-                except CloudEventDecodeError:
-                    continue
-                if event.get_type() == DELTA_TYPE:
-                    data: Any = event.get_data()
-                    if isinstance(data, (bytes, str)):
-                        data = json.loads(data)
-                    found.append((str(data["instance-id"]), int(data["sequence"])))
-            assert not pending, f"delta topic not read to its end: partitions {pending}"
+            assert not pending, f"{topic} not read to its end: partitions {pending}"
             return found
         finally:
             reader.close()
+
+    def delta_sequences(self) -> list[tuple[str, int]]:
+        """(instance, sequence) of every committed delta event, in topic order."""
+        found: list[tuple[str, int]] = []
+        for message in self.read_topic(self.settings.deltas_topic):
+            try:
+                event = from_kafka(message.key(), message.value(), message.headers() or [])
+            except CloudEventDecodeError:
+                continue
+            if event.get_type() == DELTA_TYPE:
+                data: Any = event.get_data()
+                found.append((str(data["instance-id"]), int(data["sequence"])))
+        return found
 
 
 def drive(

@@ -139,3 +139,28 @@ def broker_outages(
         faults[end] = lambda: broker.resume(down.pop()) and None
     report.faults = drive(run, driver, changes, faults, pace_s=0.02) // 2
     return finish(run, driver, report)
+
+
+def replica_loss(
+    run: PipelineRun, driver: ClusterDriver, rng: random.Random, changes: int, rounds: int
+) -> Report:
+    """Two differ and two notifier replicas share the work; one of each is SIGKILLed for good
+    (the differ's at a third of the run, the notifier's at two thirds) and the survivor takes
+    its partitions over. With ``rounds`` > 1, the killed replicas come back and other ones
+    are killed, alternating."""
+    report = Report("replicas", driver.seed)
+    faults: dict[int, Callable[[], None]] = {}
+    moments = sorted(rng.sample(range(10, changes - 10), rounds * 2))
+    for round_, at in enumerate(moments):
+        name = ("differ", "notifier")[round_ % 2]
+        victim = rng.randrange(2)
+
+        def lose(n: str = name, v: int = victim) -> None:
+            for index in range(2):  # the other replica may be down from an earlier round
+                if run.workers[(n, index)].process.poll() is not None:
+                    run.start(n, index)
+            run.kill(n, v)
+
+        faults[at] = lose
+    report.faults = drive(run, driver, changes, faults, pace_s=0.02)
+    return finish(run, driver, report)
