@@ -109,7 +109,8 @@ def wait_cps(
         if until(records):
             return records
         time.sleep(0.2)
-    raise AssertionError(f"CPS topic never satisfied the condition; got {records}")
+    shown = [(r.key, r.data.get("operation"), len(r.data.get("data") or [])) for r in records]
+    raise AssertionError(f"CPS topic never satisfied the condition; got {shown[-20:]}")
 
 
 def of_anchor(records: list[CpsRecord], anchor: str) -> list[CpsRecord]:
