@@ -14,7 +14,9 @@ from deltawatch.callback_sink import CallbackSink, ReceivedCallback
 from deltawatch.command_client import send_command
 from deltawatch.demo.story import InstanceStory
 from deltawatch.localkube import ops
+from services.notifier.cps_xpath import ResourceKey, resource_xpath
 from tests.e2e.conftest import Pipeline
+from tests.notifier_cps_wiring.conftest import CpsRecord, of_anchor, wait_cps
 
 CLI = [sys.executable, "-c", "from deltawatch.cli import main; main()"]
 
@@ -135,3 +137,37 @@ def test_cli_lists_the_subscription_with_its_last_notification(
     subscriptions = ops.wait_until(listed, timeout=60, interval=0.5, what="last-notify-status")
     assert subscriptions[0]["name"] == "e2e"
     assert subscriptions[0]["last-notify-time"]
+
+
+def test_a_cluster_change_reaches_cps_as_a_delta_event(
+    pipeline: Pipeline, kube_api: ApiClient
+) -> None:
+    story = InstanceStory(kube_api, pipeline.namespace, "e2e-cps")
+    story.seed(replicas=1)
+    result = send_command(
+        pipeline.settings,
+        {"action": "subscribe-delta-notification", "dataspace": "ds-e2e", "anchors": ["e2e-cps"]},
+    )
+    assert result["status"] == "accepted", result
+    story.change_config()
+    config_xpath = resource_xpath(
+        ResourceKey("", "v1", "ConfigMap", pipeline.namespace, "web-config")
+    )
+
+    def config_updated(records: list[CpsRecord]) -> bool:
+        return any(
+            change["action"] == "UPDATE" and change["xpath"] == config_xpath
+            for record in of_anchor(records, "e2e-cps")
+            for change in record.data["data"]
+        )
+
+    records = of_anchor(wait_cps(pipeline.settings, config_updated, timeout_s=60), "e2e-cps")
+    event = records[0]
+    assert event.key == "ds-e2e:e2e-cps"
+    assert event.headers["ce_type"] == "org.onap.cps.data-updated-delta-event"
+    assert event.data["anchorName"] == "e2e-cps"
+    assert event.data["dataspaceName"] == "ds-e2e"
+    [change] = event.data["data"]
+    assert change["action"] == "UPDATE"
+    assert change["xpath"] == config_xpath
+    assert change["payload"]["data"]["LOG_LEVEL"] == "debug"
