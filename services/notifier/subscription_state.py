@@ -12,7 +12,11 @@
   frozen body and attempts so far) and the signing secret sealed with
   ``DELTAWATCH_SECRET_KEY`` (:mod:`services.notifier.secret_box`).
 
-Both are written in the same Kafka transaction as the consumed offsets, so after a crash the
+* Internal, same changelog, key ``cps/<dataspace>/<anchor>`` on the anchor's deltas partition:
+  :class:`CpsLaneRecord`, a CPS lane's pending change, window and told objects
+  (:mod:`services.notifier.cps_lanes`).
+
+All are written in the same Kafka transaction as the consumed offsets, so after a crash the
 restored state matches exactly the input that was committed.
 """
 
