@@ -1,13 +1,16 @@
 """Fixtures of the reliability suite: a pipeline run on the shared broker and on a
-kube-apiserver of the test's own.
+kube-apiserver of the suite's own.
 
 Why a dedicated API server: these tests restart it and compact its etcd, and other pytest
 sessions on the machine restart the shared one when their options differ; neither must
-disturb the other.
+disturb the other. One server serves the whole session (each test has its own namespace),
+started with the watch cache off so that a watch from a compacted revision reaches etcd and
+is answered 410 Gone; its etcd is never compacted on its own, only by the kube fault test.
 """
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +21,8 @@ from kubernetes.client import ApiClient
 from deltawatch.localkube import KubeOptions, LocalKubeServer, ops
 from tests.reliability.pipeline_run import PipelineRun
 
-NAMESPACE = "reliability"
+RELIABILITY_KUBE = KubeOptions(watch_cache=False, etcd_compaction_interval="0")
+_namespaces = itertools.count()
 
 
 @dataclass
@@ -28,39 +32,36 @@ class Cluster:
     namespace: str
 
 
-MakeCluster = Callable[..., Cluster]
 MakeRun = Callable[..., PipelineRun]
 
 
-@pytest.fixture
-def make_cluster(make_kube_server: Callable[..., LocalKubeServer]) -> Iterator[MakeCluster]:
-    clients: list[ApiClient] = []
-
-    def make(options: KubeOptions | None = None) -> Cluster:
-        server = make_kube_server(options)
-        api = server.api_client()
-        clients.append(api)
-        ops.create_namespace(api, NAMESPACE)
-        return Cluster(server, api, NAMESPACE)
-
+@pytest.fixture(scope="session")
+def reliability_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKubeServer]:
+    server = LocalKubeServer(tmp_path_factory.mktemp("reliability-kube"), progress=None)
+    server.ensure_running(RELIABILITY_KUBE)
     try:
-        yield make
+        yield server
     finally:
-        for api in clients:
-            api.close()
+        server.stop()
 
 
 @pytest.fixture
-def cluster(make_cluster: MakeCluster) -> Cluster:
-    return make_cluster()
+def cluster(reliability_kube: LocalKubeServer) -> Iterator[Cluster]:
+    api = reliability_kube.api_client()
+    namespace = f"reliability-{next(_namespaces)}"
+    ops.create_namespace(api, namespace)
+    try:
+        yield Cluster(reliability_kube, api, namespace)
+    finally:
+        api.close()
 
 
 @pytest.fixture
-def make_run(topic_env: dict[str, str], tmp_path: Path) -> Iterator[MakeRun]:
-    """``make_run(cluster, replicas=None, **env)`` makes a run (workers not yet started)."""
+def make_run(cluster: Cluster, topic_env: dict[str, str], tmp_path: Path) -> Iterator[MakeRun]:
+    """``make_run(replicas=None, **env)`` makes a run (workers not yet started) on ``cluster``."""
     runs: list[PipelineRun] = []
 
-    def make(cluster: Cluster, replicas: dict[str, int] | None = None, **env: str) -> PipelineRun:
+    def make(replicas: dict[str, int] | None = None, **env: str) -> PipelineRun:
         run = PipelineRun(
             {
                 **topic_env,

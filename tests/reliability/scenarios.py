@@ -22,12 +22,14 @@ WORKER_NAMES = ("watcher", "differ", "notifier")
 def sigkill_rounds(
     run: PipelineRun, driver: ClusterDriver, rng: random.Random, changes: int, rounds: int
 ) -> Report:
-    """SIGKILL a random worker at a random change, restart it a few changes later."""
+    """SIGKILL a worker (each in turn, from a random first) at a random change, restart it
+    some changes later."""
     report = Report("sigkill", driver.seed)
     faults: dict[int, Callable[[], None]] = {}
     moments = sorted(rng.sample(range(10, changes - 10), rounds * 2))
-    for kill_at, restart_at in zip(moments[::2], moments[1::2], strict=True):
-        name = rng.choice(WORKER_NAMES)
+    first = rng.randrange(3)  # every worker is killed once rounds >= 3
+    for round_, (kill_at, restart_at) in enumerate(zip(moments[::2], moments[1::2], strict=True)):
+        name = WORKER_NAMES[(first + round_) % 3]
         index = rng.randrange(run.replicas[name])
         faults[kill_at] = lambda n=name, i=index: run.kill(n, i)
         faults[restart_at] = lambda n=name, i=index: run.start(n, i) and None

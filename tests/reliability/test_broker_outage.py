@@ -38,7 +38,7 @@ def test_broker_outages_lose_nothing(
     seed = run_seed()
     state = own_broker.status()
     assert state is not None
-    run = make_run(cluster, KAFKA_BOOTSTRAP_SERVERS=state.bootstrap)
+    run = make_run(KAFKA_BOOTSTRAP_SERVERS=state.bootstrap)
     run.start_all()
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)

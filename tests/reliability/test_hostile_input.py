@@ -65,7 +65,7 @@ def test_hostile_commands_and_events_are_refused_and_good_traffic_flows(
 ) -> None:
     seed = run_seed()
     rng = random.Random(seed)
-    run = make_run(cluster, DELTAWATCH_CALLBACK_DENY_NETWORKS=DENIED_NETWORK)
+    run = make_run(DELTAWATCH_CALLBACK_DENY_NETWORKS=DENIED_NETWORK)
     run.start_all()
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)

@@ -7,9 +7,8 @@ import random
 
 import pytest
 
-from deltawatch.localkube import KubeOptions
 from tests.reliability.cluster_driver import ClusterDriver
-from tests.reliability.conftest import MakeCluster, MakeRun
+from tests.reliability.conftest import Cluster, MakeRun
 from tests.reliability.pipeline_run import default_subscriptions, run_seed
 from tests.reliability.scenarios import kube_faults
 
@@ -17,13 +16,11 @@ pytestmark = [pytest.mark.reliability, pytest.mark.kafka, pytest.mark.kube]
 INSTANCES = ["rel0", "rel1", "rel2"]
 
 
-def test_apiserver_restarts_and_410s_lose_nothing(
-    make_run: MakeRun, make_cluster: MakeCluster
-) -> None:
+def test_apiserver_restarts_and_410s_lose_nothing(make_run: MakeRun, cluster: Cluster) -> None:
     seed = run_seed()
-    # watch cache off: a watch from a compacted revision goes to etcd and gets 410 Gone
-    cluster = make_cluster(KubeOptions(watch_cache=False, etcd_compaction_interval="0"))
-    run = make_run(cluster)
+    # the suite's server runs with the watch cache off (conftest): a watch from a compacted
+    # revision goes to etcd and gets 410 Gone
+    run = make_run()
     run.start_all()
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)

@@ -18,7 +18,7 @@ INSTANCES = ["rel0", "rel1", "rel2"]
 
 def test_sink_outages_and_errors_lose_nothing(make_run: MakeRun, cluster: Cluster) -> None:
     seed = run_seed()
-    run = make_run(cluster)
+    run = make_run()
     run.start_all()
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)

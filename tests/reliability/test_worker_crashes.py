@@ -18,7 +18,7 @@ INSTANCES = ["rel0", "rel1", "rel2"]
 
 def test_sigkill_of_random_workers_loses_nothing(make_run: MakeRun, cluster: Cluster) -> None:
     seed = run_seed()
-    run = make_run(cluster)
+    run = make_run()
     run.start_all()
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)
@@ -34,7 +34,7 @@ def test_sigterm_of_each_worker_is_graceful_and_loses_nothing(
     make_run: MakeRun, cluster: Cluster
 ) -> None:
     seed = run_seed()
-    run = make_run(cluster)
+    run = make_run()
     run.start_all()
     for subscription in default_subscriptions(INSTANCES):
         run.subscribe(subscription)
