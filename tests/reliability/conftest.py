@@ -53,7 +53,7 @@ def cluster(reliability_kube: LocalKubeServer) -> Iterator[Cluster]:
     try:
         yield Cluster(reliability_kube, api, namespace)
     finally:
-        api.close()
+        api.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ class PipelineRun:
             "DELTAWATCH_KAFKA_CONFIG": json.dumps(FAST_GROUPS),
             **env,
         }
-        self.settings = CommonSettings(**self.env)
+        self.settings = CommonSettings.model_validate(self.env)
         self.logs = logs
         self.replicas = replicas or {"watcher": 1, "differ": 1, "notifier": 1}
         self.workers: dict[tuple[str, int], WorkerProcess] = {}
@@ -279,7 +279,7 @@ class PipelineRun:
                         continue
                     raise RuntimeError(str(error))
                 found.append(message)
-                if message.offset() + 1 >= ends[message.partition()]:
+                if (message.offset() or 0) + 1 >= ends[message.partition()]:
                     pending.discard(message.partition())
             assert not pending, f"{topic} not read to its end: partitions {pending}"
             return found
@@ -291,7 +291,8 @@ class PipelineRun:
         found: list[tuple[str, int]] = []
         for message in self.read_topic(self.settings.deltas_topic):
             try:
-                event = from_kafka(message.key(), message.value(), message.headers() or [])
+                headers: Any = message.headers() or []
+                event = from_kafka(message.key(), message.value(), headers)
             except CloudEventDecodeError:
                 continue
             if event.get_type() == DELTA_TYPE:

@@ -8,6 +8,7 @@ so a printed seed replays the same fault schedule against the same change stream
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable
 
@@ -19,8 +20,17 @@ from tests.reliability.pipeline_run import PipelineRun, Report, drive, finish
 WORKER_NAMES = ("watcher", "differ", "notifier")
 
 
+def _restart(run: PipelineRun, name: str, index: int) -> None:
+    run.start(name, index)
+
+
 def sigkill_rounds(
-    run: PipelineRun, driver: ClusterDriver, rng: random.Random, changes: int, rounds: int
+    run: PipelineRun,
+    driver: ClusterDriver,
+    rng: random.Random,
+    changes: int,
+    rounds: int,
+    pace_s: float = 0.02,
 ) -> Report:
     """SIGKILL a worker (each in turn, from a random first) at a random change, restart it
     some changes later."""
@@ -31,14 +41,19 @@ def sigkill_rounds(
     for round_, (kill_at, restart_at) in enumerate(zip(moments[::2], moments[1::2], strict=True)):
         name = WORKER_NAMES[(first + round_) % 3]
         index = rng.randrange(run.replicas[name])
-        faults[kill_at] = lambda n=name, i=index: run.kill(n, i)
-        faults[restart_at] = lambda n=name, i=index: run.start(n, i) and None
-    report.faults = drive(run, driver, changes, faults, pace_s=0.01) // 2
+        faults[kill_at] = functools.partial(run.kill, name, index)
+        faults[restart_at] = functools.partial(_restart, run, name, index)
+    report.faults = drive(run, driver, changes, faults, pace_s=pace_s) // 2
     return finish(run, driver, report)
 
 
 def sigterm_rounds(
-    run: PipelineRun, driver: ClusterDriver, rng: random.Random, changes: int, rounds: int
+    run: PipelineRun,
+    driver: ClusterDriver,
+    rng: random.Random,
+    changes: int,
+    rounds: int,
+    pace_s: float = 0.02,
 ) -> Report:
     """SIGTERM each worker in turn mid-run (exit 0 within 10 s), then restart it."""
     report = Report("sigterm", driver.seed)
@@ -52,12 +67,17 @@ def sigterm_rounds(
             run.start(n, 0)
 
         faults[at] = graceful
-    report.faults = drive(run, driver, changes, faults, pace_s=0.01)
+    report.faults = drive(run, driver, changes, faults, pace_s=pace_s)
     return finish(run, driver, report)
 
 
 def sink_faults(
-    run: PipelineRun, driver: ClusterDriver, rng: random.Random, changes: int, rounds: int
+    run: PipelineRun,
+    driver: ClusterDriver,
+    rng: random.Random,
+    changes: int,
+    rounds: int,
+    pace_s: float = 0.02,
 ) -> Report:
     """The subscriber endpoint misbehaves for a while, then recovers, ``rounds`` times:
     down (connection refused), 500, 429 with Retry-After, hanging past the callback timeout
@@ -83,7 +103,7 @@ def sink_faults(
             sink.heal()
 
         faults[end] = recover
-    report.faults = drive(run, driver, changes, faults, pace_s=0.03) // 2
+    report.faults = drive(run, driver, changes, faults, pace_s=pace_s) // 2
     return finish(run, driver, report)
 
 
@@ -94,6 +114,7 @@ def kube_faults(
     changes: int,
     rounds: int,
     server: LocalKubeServer,
+    pace_s: float = 0.01,
 ) -> Report:
     """Watches dropped and 410 Gone: kube-apiserver restarted ``rounds`` times; before every
     other restart etcd is compacted, so a re-watch from the last resourceVersion seen is
@@ -108,7 +129,7 @@ def kube_faults(
             server.restart_apiserver()
 
         faults[at] = outage
-    report.faults = drive(run, driver, changes, faults, pace_s=0.01)
+    report.faults = drive(run, driver, changes, faults, pace_s=pace_s)
     return finish(run, driver, report)
 
 
@@ -119,6 +140,7 @@ def broker_outages(
     changes: int,
     rounds: int,
     broker: LocalKafkaBroker,
+    pace_s: float = 0.02,
 ) -> Report:
     """The Kafka broker goes away mid-run (SIGKILL, or a clean stop, alternately) while the
     cluster keeps changing, and comes back on the same ports with its data."""
@@ -138,13 +160,22 @@ def broker_outages(
             down.append(state)
 
         faults[begin] = stop
-        faults[end] = lambda: broker.resume(down.pop()) and None
-    report.faults = drive(run, driver, changes, faults, pace_s=0.02) // 2
+
+        def resume() -> None:
+            broker.resume(down.pop())
+
+        faults[end] = resume
+    report.faults = drive(run, driver, changes, faults, pace_s=pace_s) // 2
     return finish(run, driver, report)
 
 
 def replica_loss(
-    run: PipelineRun, driver: ClusterDriver, rng: random.Random, changes: int, rounds: int
+    run: PipelineRun,
+    driver: ClusterDriver,
+    rng: random.Random,
+    changes: int,
+    rounds: int,
+    pace_s: float = 0.02,
 ) -> Report:
     """Two differ and two notifier replicas share the work; one of each is SIGKILLed for good
     (the differ's at a third of the run, the notifier's at two thirds) and the survivor takes
@@ -164,5 +195,5 @@ def replica_loss(
             run.kill(n, v)
 
         faults[at] = lose
-    report.faults = drive(run, driver, changes, faults, pace_s=0.02)
+    report.faults = drive(run, driver, changes, faults, pace_s=pace_s)
     return finish(run, driver, report)

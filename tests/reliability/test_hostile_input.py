@@ -134,7 +134,7 @@ def test_hostile_commands_and_events_are_refused_and_good_traffic_flows(
 
     results: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for message in run.read_topic(settings.command_results_topic):
-        results[(message.key() or b"").decode()].append(json.loads(message.value()))
+        results[(message.key() or b"").decode()].append(json.loads(message.value() or b"null"))
 
     def results_of(command: BadCommand | dict[str, Any], raw_id: str | None) -> list[Any]:
         topic, partition, offset = placed[id(command)]
@@ -153,7 +153,7 @@ def test_hostile_commands_and_events_are_refused_and_good_traffic_flows(
 
     dead = defaultdict(list)
     for message in run.read_topic(run.env["DELTAWATCH_DIFFER_DLQ_TOPIC"]):
-        letter = json.loads(message.value())
+        letter = json.loads(message.value() or b"null")
         dead[(letter["topic"], letter["partition"], letter["offset"])].append(letter)
     for entry in garbage:
         assert len(dead[placed[id(entry)]]) == 1, (entry[0], dict(dead))
