@@ -55,6 +55,7 @@ from confluent_kafka import (
 )
 from pydantic import ValidationError
 
+from deltawatch.call_deadline import call_deadline
 from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import make_consumer, make_producer, make_reader
@@ -376,11 +377,13 @@ class NotifierWorker:
                     except BufferError:
                         producer.poll(0.05)
             if turn.offsets:
-                producer.send_offsets_to_transaction(
-                    [TopicPartition(t, p, o) for (t, p), o in turn.offsets.items()],
-                    self._consumer.consumer_group_metadata(),
-                    30,
-                )
+                # librdkafka may ignore this call's timeout (see deltawatch.call_deadline)
+                with call_deadline(45.0, "send_offsets_to_transaction", log):
+                    producer.send_offsets_to_transaction(
+                        [TopicPartition(t, p, o) for (t, p), o in turn.offsets.items()],
+                        self._consumer.consumer_group_metadata(),
+                        30,
+                    )
             producer.commit_transaction(60)
         except KafkaException as exc:
             log.error("transaction failed: exiting to restore the committed state", error=str(exc))
