@@ -17,9 +17,10 @@ Pure functions: :mod:`services.differ.restore` does the reading.
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
+
+import orjson
 
 from services.differ.resource_diff import BatchOutcome
 from services.differ.snapshot import (
@@ -39,17 +40,17 @@ ChangelogRecord = tuple[bytes, bytes | None]
 
 
 def _key(*parts: str) -> bytes:
-    return json.dumps(parts, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(parts)
 
 
 def encode_entry(entry: SnapshotEntry) -> bytes:
     header = {"uid": entry.uid, "digest": entry.digest.hex(), "list": entry.seen_list}
-    return json.dumps(header, separators=(",", ":")).encode() + b"\n" + entry.status
+    return orjson.dumps(header) + b"\n" + entry.status
 
 
 def decode_entry(value: bytes) -> SnapshotEntry:
     header_raw, _, status = value.partition(b"\n")
-    header = json.loads(header_raw)
+    header = orjson.loads(header_raw)
     seen = header.get("list")
     return SnapshotEntry(
         uid=header["uid"],
@@ -66,9 +67,9 @@ def encode_outcome(outcome: BatchOutcome) -> list[ChangelogRecord]:
         record_key = _key("r", instance_id, *key)
         records.append((record_key, None if entry is None else encode_entry(entry)))
     for instance_id, sequence in outcome.sequence_writes.items():
-        records.append((_key("s", instance_id), json.dumps({"sequence": sequence}).encode()))
+        records.append((_key("s", instance_id), orjson.dumps({"sequence": sequence})))
     for scope, list_id in outcome.list_writes.items():
-        value = None if list_id is None else json.dumps({"list-id": list_id}).encode()
+        value = None if list_id is None else orjson.dumps({"list-id": list_id})
         records.append((_key("l", *scope), value))
     return records
 
@@ -79,11 +80,9 @@ def encode_snapshot(snapshot: PartitionSnapshot) -> list[ChangelogRecord]:
     for instance_id, key, entry in snapshot.items():
         records.append((_key("r", instance_id, *key), encode_entry(entry)))
     for instance_id, instance in snapshot.instances.items():
-        records.append(
-            (_key("s", instance_id), json.dumps({"sequence": instance.sequence}).encode())
-        )
+        records.append((_key("s", instance_id), orjson.dumps({"sequence": instance.sequence})))
     for scope, list_id in snapshot.open_lists.items():
-        records.append((_key("l", *scope), json.dumps({"list-id": list_id}).encode()))
+        records.append((_key("l", *scope), orjson.dumps({"list-id": list_id})))
     return records
 
 
@@ -103,7 +102,7 @@ class SnapshotBuilder:
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         self.records += 1
         try:
-            parts: Any = json.loads(key or b"")
+            parts: Any = orjson.loads(key or b"")
             kind = parts[0]
             if kind == "r":
                 instance_id = parts[1]
@@ -116,13 +115,13 @@ class SnapshotBuilder:
                     self._instance(instance_id).resources[resource] = decode_entry(value)
             elif kind == "s":
                 if value is not None:
-                    self._instance(parts[1]).sequence = int(json.loads(value)["sequence"])
+                    self._instance(parts[1]).sequence = int(orjson.loads(value)["sequence"])
             elif kind == "l":
                 scope = ListScope(sys.intern(parts[1]), parts[2], parts[3], parts[4])
                 if value is None:
                     self.snapshot.open_lists.pop(scope, None)
                 else:
-                    self.snapshot.open_lists[scope] = sys.intern(json.loads(value)["list-id"])
+                    self.snapshot.open_lists[scope] = sys.intern(orjson.loads(value)["list-id"])
             else:
                 raise ChangelogDecodeError(f"unknown changelog record kind {kind!r}")
         except ChangelogDecodeError:

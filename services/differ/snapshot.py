@@ -10,17 +10,23 @@ constraints shape the types:
 * **partition ownership** — state moves between differ replicas with the input partition, so
   the store is one :class:`PartitionSnapshot` per partition, restored and dropped as a unit.
 
+JSON goes through ``orjson``: for the strings, 64-bit integers and objects Kubernetes serves,
+its ``OPT_SORT_KEYS`` output is byte-identical to ``json.dumps(sort_keys=True,
+separators=(",", ":"), ensure_ascii=False)`` (the digests persisted by earlier versions stay
+valid); only some floats are spelt differently (``0.00001`` for ``1e-05``, as Go writes them).
+
 Nothing here does I/O; the changelog codec and the restore read/write these types.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
+
+import orjson
 
 # Fields whose change alone is never a modification (CONTRACT §5).
 IGNORED_METADATA = ("resourceVersion", "managedFields", "generation")
@@ -75,7 +81,7 @@ class SnapshotEntry:
         return SnapshotEntry(self.uid, self.digest, self.status, list_id)
 
     def status_object(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = json.loads(self.status)
+        loaded: dict[str, Any] = orjson.loads(self.status)
         return loaded
 
     def __eq__(self, other: object) -> bool:
@@ -110,12 +116,12 @@ def content_digest(obj: dict[str, Any]) -> bytes:
     status = relevant.get("status")
     if isinstance(status, dict):
         relevant["status"] = {k: v for k, v in status.items() if k not in IGNORED_STATUS}
-    canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(canonical.encode(), digest_size=16).digest()
+    canonical = orjson.dumps(relevant, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
 def compact_json(obj: dict[str, Any]) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+    return orjson.dumps(obj)
 
 
 def entry_from_object(
