@@ -77,9 +77,9 @@ class Report:
 
     @property
     def losses(self) -> int:
-        return sum(
-            1 for p in self.verdict.problems if p.split(":")[0] in {"lost", "stale", "wrong"}
-        )
+        """Objects a subscriber was left wrong about (missing, stale or outdated)."""
+        kinds = ("lost: ", "stale: ", "wrong: ")
+        return sum(1 for p in self.verdict.problems if any(k in p for k in kinds))
 
     def row(self) -> str:
         return (

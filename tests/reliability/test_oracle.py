@@ -10,6 +10,7 @@ import pytest
 from tests.reliability.oracle import (
     Receipt,
     ResourceKey,
+    Verdict,
     check_subscription,
     compare_states,
     delivered_in_order,
@@ -175,3 +176,12 @@ def test_sequence_gaps_and_repeats_are_caught(
 ) -> None:
     found = sequence_violations(events)
     assert [next(w for w in ("gap", "repeat") if w in p) for p in found] == expected
+
+
+def test_the_report_counts_losses_apart_from_other_problems() -> None:
+    from tests.reliability.pipeline_run import Report
+
+    problems = ["rel0.s: lost: a", "rel0.s: stale: b", "rel0.s: wrong: c", "throttle: x then y"]
+    report = Report("x", 1, verdict=Verdict(problems=[*problems, "sequence gap: i"]))
+    assert report.losses == 3
+    assert Report("y", 1).losses == 0
