@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient
 
 from deltawatch.settings import CommonSettings
@@ -101,3 +101,17 @@ def make_reader(
 
 def make_admin(settings: CommonSettings) -> AdminClient:
     return AdminClient(base_config(settings))
+
+
+def consume_available(consumer: Consumer, max_messages: int, wait_s: float) -> list[Message]:
+    """Wait up to ``wait_s`` for one message, then take what else is already fetched.
+
+    ``consume(n, timeout)`` alone sits out its whole timeout unless ``n`` messages come, which
+    would add that much latency to every hop of a lightly loaded pipeline.
+    """
+    first = consumer.poll(wait_s)
+    if first is None:
+        return []
+    if max_messages <= 1:
+        return [first]
+    return [first, *consumer.consume(num_messages=max_messages - 1, timeout=0)]

@@ -27,7 +27,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from deltawatch.command_client import CommandTimeoutError, command_key, new_command_id
-from deltawatch.kafka_clients import make_producer, make_reader
+from deltawatch.kafka_clients import consume_available, make_producer, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
 
@@ -43,18 +43,6 @@ PENDING = Gauge(
 )
 
 log = get_logger("notifier.command_waiter")
-
-
-def next_batch(reader: Any, wait_s: float = 0.2) -> list[Message]:
-    """Wait up to ``wait_s`` for one message, then take what else is already fetched.
-
-    ``consume(n, timeout)`` alone would sit out its whole timeout unless ``n`` messages came,
-    adding that much latency to every answer.
-    """
-    first = reader.poll(wait_s)
-    if first is None:
-        return []
-    return [first, *reader.consume(num_messages=499, timeout=0)]
 
 
 def end_offsets(reader: Any, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
@@ -219,7 +207,7 @@ class CommandWaiter:
     def _read_results(self, reader: Any) -> None:
         try:
             while not self._stop.is_set():
-                for message in next_batch(reader):
+                for message in consume_available(reader, 500, 0.2):
                     self._dispatch(message)
         finally:
             reader.close()

@@ -42,14 +42,13 @@ from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import Gauge, Histogram
 from pydantic import ValidationError
 
-from deltawatch.kafka_clients import make_admin, make_reader
+from deltawatch.kafka_clients import consume_available, make_admin, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
 from services.notifier.command_waiter import (
     FETCH_WAIT_MS,
     end_offsets,
     is_transient,
-    next_batch,
 )
 from services.notifier.subscription_state import SubscriptionState
 
@@ -244,7 +243,7 @@ class SubscriptionDirectory:
     def _run(self, reader: Any) -> None:
         try:
             while not self._stop.is_set():
-                messages = next_batch(reader)
+                messages = consume_available(reader, 500, 0.2)
                 if messages:
                     self._apply(messages)
         finally:

@@ -58,7 +58,7 @@ from pydantic import ValidationError
 from deltawatch.call_deadline import call_deadline
 from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms
 from deltawatch.health import HealthState
-from deltawatch.kafka_clients import make_consumer, make_producer, make_reader
+from deltawatch.kafka_clients import consume_available, make_consumer, make_producer, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import TopicSpec, changelog_topic, contract_topics
@@ -293,7 +293,7 @@ class NotifierWorker:
             while not self._stop():
                 self.health.beat()
                 messages = await asyncio.to_thread(
-                    self._consumer.consume, MAX_BATCH, self._poll_timeout()
+                    consume_available, self._consumer, MAX_BATCH, self._poll_timeout()
                 )
                 await self._apply_assignment_events()
                 await self._turn(messages)
