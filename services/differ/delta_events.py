@@ -4,19 +4,26 @@ Every attribute is a function of the input and the persisted state only — ``ce
 ``<instance-id>:<sequence>``, ``ce_time`` the latest ``observed_at`` of the events behind the
 delta — so re-processing the same input after an aborted transaction or a crash yields
 byte-identical events, and a consumer may deduplicate on ``ce_id``.
+
+The headers are written here rather than through the SDK's ``CloudEvent`` + ``to_binary``: at
+thousands of deltas a second that round trip was a third of the differ's CPU. They are exactly
+what :func:`deltawatch.cloud_events.to_kafka` writes — same names, order and spelling, a test
+holds the two side by side — and every value is already known to be valid (non-empty ids from
+checked input, a fixed source and type).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from deltawatch.cloud_events import KafkaRecord, new_event, rfc3339_ms, to_kafka
+from deltawatch.cloud_events import JSON, KafkaRecord, rfc3339_ms
 from services.differ.resource_diff import InstanceDelta, ReportedResource, SyncedNotice
 from services.differ.snapshot import compact_json
 
 DELTA_TYPE = "org.deltawatch.instance.status.delta"
 SYNCED_TYPE = "org.deltawatch.instance.status.synced"
 HEARTBEAT_TYPE = "org.deltawatch.instance.status.heartbeat"
+_CONTENT_TYPE = JSON.encode()
 
 
 def resource_status(resource: ReportedResource) -> bytes:
@@ -54,12 +61,18 @@ def _record(
     key: str | None,
     data: bytes,
 ) -> KafkaRecord:
-    # The SDK builds the headers; the body is ours so the embedded objects are not re-encoded.
-    event = new_event(
-        event_type=event_type, source=source, event_id=event_id, data={}, time=time, subject=subject
-    )
-    record = to_kafka(event, key)
-    return KafkaRecord(record.key, data, record.headers)
+    # Binary mode (CONTRACT §5), in the order the SDK's Kafka binding writes the attributes.
+    headers = [
+        ("ce_id", event_id.encode()),
+        ("ce_source", source.encode()),
+        ("ce_type", event_type.encode()),
+        ("ce_specversion", b"1.0"),
+        ("ce_time", rfc3339_ms(time).encode()),
+        ("content-type", _CONTENT_TYPE),
+    ]
+    if subject is not None:
+        headers.append(("ce_subject", subject.encode()))
+    return KafkaRecord(None if key is None else key.encode(), data, headers)
 
 
 def delta_record(delta: InstanceDelta, *, cluster: str, source: str) -> KafkaRecord:
