@@ -11,8 +11,9 @@ Whatever happens in between (abort, crash, fencing) leaves the three in agreemen
   ``transactional.id`` calls ``init_transactions`` (or times out); the restart restores the
   snapshot from the changelog and resumes from the committed offsets: read_committed consumers
   of the deltas never see the lost batch, and the re-run produces the same events, same ids;
-* fatal error (fenced by a newer process with our ``transactional.id``) → exit 1; the newer
-  process owns the partitions.
+* fatal error (fenced by a newer process with our ``transactional.id``) → one error line and
+  exit 1; the newer process owns the partitions. A fatal producer is never flushed at close:
+  its queued records belong to a transaction that can only be aborted, and flushing it raises.
 
 Callbacks of the consumer run only inside ``consume()`` and no transaction is ever open across
 a ``consume()`` call, so a revoke always finds the previous batch committed (the cooperative
@@ -119,6 +120,7 @@ class DifferLoop:
         self.last_output: dict[int, float] = {}
         self.resource_counts: dict[int, int] = {}
         self._next_lag = 0.0
+        self._producer_fatal = False
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -151,6 +153,7 @@ class DifferLoop:
             self.log.info("restore interrupted by shutdown")
         except FatalKafkaError as exc:
             self.log.error("fatal Kafka error, exiting", error=str(exc))
+            self._producer_fatal = True
             code = 1
         finally:
             self.health.stopping()
@@ -163,7 +166,12 @@ class DifferLoop:
         except (KafkaException, RuntimeError, RestoreInterrupted) as exc:
             self.log.warning("consumer close failed", error=str(exc))
         self.reader.close()
-        self.producer.flush(5)
+        if self._producer_fatal:
+            return  # nothing it holds may be delivered, and flush() would raise
+        try:
+            self.producer.flush(5)
+        except KafkaException as exc:
+            self.log.warning("producer flush at close failed", error=str(exc))
 
     # -- rebalance ---------------------------------------------------------------------------
 
@@ -382,7 +390,11 @@ class DifferLoop:
         error = exc.args[0]
         if error.fatal():
             raise FatalKafkaError(str(error)) from exc
-        self.log.warning("transaction failed, aborting and rewinding", error=str(error))
+        # produce() on a producer that has just turned fatal (fenced) raises a non-fatal-flagged
+        # _FATAL "Local: Fatal error"; abort_transaction() below then raises the real cause.
+        producer_fatal = error.code() == KafkaError._FATAL
+        if not producer_fatal:
+            self.log.warning("transaction failed, aborting and rewinding", error=str(error))
         metrics.TRANSACTIONS.labels("aborted").inc()
         try:
             self.producer.abort_transaction(TRANSACTION_TIMEOUT_S)
@@ -390,6 +402,8 @@ class DifferLoop:
             if abort_exc.args[0].fatal():
                 raise FatalKafkaError(str(abort_exc.args[0])) from abort_exc
             self.log.warning("abort failed", error=str(abort_exc))
+        if producer_fatal:
+            raise FatalKafkaError(str(error)) from exc
         self._rewind(partitions)
 
     def _rewind(self, partitions: list[int]) -> None:

@@ -200,3 +200,45 @@ def test_two_differs_split_partitions_and_state_moves_on_rebalance(
         a.kill()
         b.kill()
         reader.close()
+
+
+@pytest.mark.parametrize("when", ["idle", "mid-batch"])
+def test_a_fenced_differ_exits_1_with_one_clear_line_and_no_traceback(
+    when: str, topic_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A newer process with the same transactional.id fences the old one: it must just stop.
+
+    Idle, the old one learns it at its next heartbeat transaction; mid-batch, a produce() call
+    fails while earlier records of the batch are still queued (a fatal producer that must not
+    be flushed).
+    """
+    heartbeat = "0.3" if when == "idle" else "300"
+    env = differ_env(topic_env, DELTAWATCH_HEARTBEAT_S=heartbeat)
+    create_pipeline_topics(env)
+    old = DifferProcess(env, "tx-fenced", tmp_path / "old.log").start()
+    # Its own group, so the two never share partitions: only the transactional.id collides.
+    newer_env = {**env, "DELTAWATCH_DIFFER_GROUP_ID": env["DELTAWATCH_DIFFER_GROUP_ID"] + "-new"}
+    newer = DifferProcess(newer_env, "tx-fenced", tmp_path / "new.log")
+    try:
+        old.wait_ready()
+        newer.start().wait_ready()
+        if when == "mid-batch":
+            feed = EventFeed(env)
+            for i in range(3000):
+                feed.watch("ADDED", pod(f"p-{i}", f"inst-{i % 300}"))
+            feed.flush()
+        assert old.process is not None
+        code = old.process.wait(timeout=30)
+        log = old.log_text()
+        assert code == 1, log
+        assert "Traceback" not in log, log
+        ours = [line for line in log.splitlines() if line.startswith("{")]
+        fatal_lines = [line for line in ours if "fatal Kafka error" in line]
+        assert len(fatal_lines) == 1, log
+        assert "fenced" in fatal_lines[0].lower(), fatal_lines[0]
+        assert not [line for line in ours if '"level": "warning"' in line], log
+        assert newer.alive()
+        assert newer.ready()
+    finally:
+        old.kill()
+        newer.kill()
