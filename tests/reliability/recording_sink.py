@@ -8,9 +8,11 @@ timeout (the body was received, so the retry is a real duplicate a subscriber mu
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +26,10 @@ class Behaviour:
     headers: tuple[tuple[str, str], ...] = ()
     hang_s: float = 0.0
 
+    @property
+    def mode(self) -> str:
+        return "hang" if self.hang_s else str(self.status)
+
 
 class RecordingSink:
     def __init__(self) -> None:
@@ -32,6 +38,8 @@ class RecordingSink:
         self.behaviour = Behaviour()
         self.port = 0
         self._server: ThreadingHTTPServer | None = None
+        self._connections: set[socket.socket] = set()
+        self.served: Counter[str] = Counter()  # requests met, by behaviour (see Behaviour.mode)
         self._release = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -41,9 +49,24 @@ class RecordingSink:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
+            def setup(self) -> None:
+                super().setup()
+                with sink._lock:
+                    sink._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with sink._lock:
+                    sink._connections.discard(self.connection)
+                super().finish()
+
             def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                if sink._server is None:  # down: a kept-alive connection dies unanswered
+                    sink.served["down"] += 1
+                    self.close_connection = True
+                    return
                 behaviour = sink.behaviour
+                sink.served[behaviour.mode] += 1
                 sink._record(self.path, self.headers.get("webhook-id", ""), body, behaviour)
                 if behaviour.hang_s:
                     sink._release.wait(behaviour.hang_s)
@@ -71,6 +94,15 @@ class RecordingSink:
         if server is not None:
             server.shutdown()
             server.server_close()
+        with self._lock:  # kept-alive connections too: a down endpoint answers nothing
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+
+    @property
+    def down(self) -> bool:
+        return self._server is None
 
     def url(self, subscription: str) -> str:
         return f"http://127.0.0.1:{self.port}/{subscription}"
@@ -84,9 +116,9 @@ class RecordingSink:
         self.behaviour = Behaviour(hang_s=seconds)
 
     def heal(self) -> None:
+        """Answer 200 from now on; a request already hanging still hangs its full time (its
+        sender gave up on it anyway)."""
         self.behaviour = Behaviour()
-        self._release.set()
-        self._release = threading.Event()
 
     # -- what arrived ---------------------------------------------------------------------
     def _record(self, path: str, webhook_id: str, body: bytes, behaviour: Behaviour) -> None:

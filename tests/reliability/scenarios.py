@@ -91,14 +91,18 @@ def sink_faults(
         lambda: sink.hang(3.0),
     ]
     faults: dict[int, Callable[[], None]] = {}
-    moments = sorted(rng.sample(range(5, changes - 5), rounds * 2))
-    for round_, (begin, end) in enumerate(zip(moments[::2], moments[1::2], strict=True)):
-        misbehave = misbehaviours[round_ % len(misbehaviours)] if round_ < 4 else None
-        misbehave = misbehave or rng.choice(misbehaviours)
+    slot = changes // rounds  # one misbehaviour per slot, lasting half of it
+    for round_ in range(rounds):
+        begin = round_ * slot + rng.randrange(max(1, slot // 2))
+        end = begin + slot // 2
+        if round_ < len(misbehaviours):
+            misbehave = misbehaviours[round_]
+        else:
+            misbehave = rng.choice(misbehaviours)
         faults[begin] = misbehave
 
-        def recover(was_down: bool = misbehave is sink.stop) -> None:
-            if was_down:
+        def recover() -> None:
+            if sink.down:
                 sink.start()
             sink.heal()
 
