@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -347,3 +348,47 @@ def test_changelog_replay_of_outcomes_equals_live_state() -> None:
         for key, value in encode_outcome(run(snapshot, batch)):
             builder.apply(key, value)
     assert builder.snapshot == snapshot
+
+
+def _with_text(event: ResourceEvent) -> ResourceEvent:
+    if event.object is None:
+        return event
+    text = json.dumps(event.object, separators=(",", ":"))
+    return dataclasses.replace(event, object_text=text)
+
+
+def _outcome_view(outcome: BatchOutcome) -> Any:
+    return (
+        [(d.instance_id, d.sequence, d.created, d.deleted, d.modified) for d in outcome.deltas],
+        outcome.resource_writes,
+        outcome.sequence_writes,
+        outcome.list_writes,
+        [(n.instance_id, n.sequence, n.list_id) for n in outcome.synced],
+    )
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_object_text_as_received_changes_nothing_but_speed(case: Case) -> None:
+    """With the watcher's text (identical text short-cuts the digest) the outcome is the same."""
+    parsed_only, with_text = PartitionSnapshot(), PartitionSnapshot()
+    for batch in (case.setup, case.batch, case.setup, case.batch):
+        expected = run(parsed_only, batch)
+        got = run(with_text, [_with_text(event) for event in batch])
+        assert _outcome_view(got) == _outcome_view(expected)
+
+
+def test_a_relist_of_identical_texts_only_marks_them_seen() -> None:
+    snapshot = PartitionSnapshot()
+    bodies = {name: obj(name) for name in ("a", "b")}
+    run(snapshot, [_with_text(ev("ADDED", n, bodies[n])) for n in bodies])
+    relist = [ev("LIST_BEGIN", list_id="L1")]
+    relist += [_with_text(ev("LISTED", n, bodies[n], list_id="L1")) for n in bodies]
+    outcome = run(snapshot, relist)
+    assert outcome.deltas == []
+    instance = snapshot.instance("i1")
+    assert instance is not None
+    assert {e.seen_list for e in instance.resources.values()} == {"L1"}
+    # The same object under a new uid (deleted and re-created meanwhile) is a modification.
+    recreated = obj("a", uid="new-uid")
+    outcome = run(snapshot, [_with_text(ev("MODIFIED", "a", recreated))])
+    assert names(outcome)["modified"] == ["a"]
