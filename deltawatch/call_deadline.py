@@ -2,12 +2,13 @@
 
 Why: librdkafka's ``send_offsets_to_transaction()`` can block for ever when the group
 coordinator went away during the call (confluentinc/librdkafka#5456: the coordinator
-request's timeout is never checked). A Kafka broker restart in the middle of a batch left
-the differ blocked there for good (found by the reliability suite): nothing consumed or
-committed again, deltas of every instance stopped. The notifier makes the same call. No in-process recovery is safe while the
-C call still holds the producer, so past the deadline the process exits 1, the same path as
-a fatal Kafka error: the restart (same ``transactional.id``) aborts the open transaction,
-restores its state from Kafka and re-processes the batch — exactly once holds.
+request's timeout is never checked). Kafka broker restarts in the middle of a batch left the
+differ and the notifier blocked there for good (found by the reliability suite): nothing
+consumed or committed again, no delta and no callback any more. No in-process recovery is
+safe while the C call still holds the producer, so past the deadline the process exits 1,
+the same path as a fatal Kafka error: the restart (same ``transactional.id``) aborts the
+open transaction, restores its state from Kafka and re-processes the batch — exactly once
+holds.
 """
 
 from __future__ import annotations
