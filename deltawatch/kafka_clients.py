@@ -103,15 +103,18 @@ def make_admin(settings: CommonSettings) -> AdminClient:
     return AdminClient(base_config(settings))
 
 
-def consume_available(consumer: Consumer, max_messages: int, wait_s: float) -> list[Message]:
-    """Wait up to ``wait_s`` for one message, then take what else is already fetched.
+def consume_available(
+    consumer: Consumer, max_messages: int, wait_s: float, linger_s: float = 0.0
+) -> list[Message]:
+    """Wait up to ``wait_s`` for one message, then take what else arrives within ``linger_s``.
 
     ``consume(n, timeout)`` alone sits out its whole timeout unless ``n`` messages come, which
-    would add that much latency to every hop of a lightly loaded pipeline.
+    would add that much latency to every hop of a lightly loaded pipeline. A short linger lets a
+    loop that pays a fixed cost per batch (a transaction) still gather full batches under load.
     """
     first = consumer.poll(wait_s)
     if first is None:
         return []
     if max_messages <= 1:
         return [first]
-    return [first, *consumer.consume(num_messages=max_messages - 1, timeout=0)]
+    return [first, *consumer.consume(num_messages=max_messages - 1, timeout=linger_s)]

@@ -45,7 +45,7 @@ from deltawatch.avro_serde import AvroDecodeError, AvroSerde
 from deltawatch.call_deadline import call_deadline
 from deltawatch.cloud_events import KafkaRecord, utc_now
 from deltawatch.health import HealthState
-from deltawatch.kafka_clients import make_consumer, make_producer, make_reader
+from deltawatch.kafka_clients import consume_available, make_consumer, make_producer, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import DifferSettings
 from deltawatch.shutdown import ShutdownFlag
@@ -67,6 +67,9 @@ READINESS = ["kafka", "assigned", "restored", "caught-up"]
 TRANSACTION_TIMEOUT_S = 30.0
 CALL_DEADLINE_S = TRANSACTION_TIMEOUT_S + 15.0  # beyond it the call hangs (see call_deadline)
 LAG_EVERY_S = 5.0
+# After the first record of a batch, how long to gather more: a transaction costs 5-10 ms, so
+# under load batches should fill up, while a lone change should not wait long.
+BATCH_LINGER_S = 0.02
 
 
 class FatalKafkaError(Exception):
@@ -148,7 +151,9 @@ class DifferLoop:
         try:
             while not self.shutdown.requested:
                 self.health.beat()
-                messages = self.consumer.consume(self.settings.batch_max, 0.2)
+                messages = consume_available(
+                    self.consumer, self.settings.batch_max, wait_s=0.2, linger_s=BATCH_LINGER_S
+                )
                 records = self._records(messages)
                 if records:
                     self._process(records)
