@@ -322,9 +322,10 @@ class NotifierWorker:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     self._at_end(topic, partition)
-                elif error.fatal():
+                elif error.fatal() or error.code() == KafkaError._FATAL:
                     # e.g. this static member fenced after its session expired in a broker
-                    # outage: the consumer never fetches again; a restart rejoins and restores
+                    # outage: the consumer never fetches again; a restart rejoins and restores.
+                    # (A consumer reports it as code _FATAL with the fatal flag unset.)
                     raise KafkaException(error)
                 else:
                     log.warning("consumer error", error=str(error))
