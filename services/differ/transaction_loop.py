@@ -259,7 +259,9 @@ class DifferLoop:
                 if error.code() == KafkaError._PARTITION_EOF:
                     if self.catch_up is not None:
                         self.catch_up.pop(_partition(message), None)
-                elif error.fatal():
+                elif error.fatal() or error.code() == KafkaError._FATAL:
+                    # A consumer reports a fatal error as code _FATAL with the fatal flag
+                    # unset; polling on would never fetch again, so exit and be restarted.
                     raise FatalKafkaError(str(error))
                 else:
                     self.log.warning("consumer error", error=str(error))
