@@ -60,9 +60,12 @@ def test_subscribed_anchor_gets_create_update_delete_and_others_nothing(
     notifier: NotifierProcess, commands: Commands, deltas: Deltas, settings: CommonSettings
 ) -> None:
     notifier.start()
-    # Before the subscription: never told (the baseline), and an anchor nobody subscribes.
-    deltas.send("inst-1", created=[entry("old")], at=datetime.now(UTC) - timedelta(minutes=1))
     subscribe(commands, "ds1", ["inst-1"])
+    # A change observed before the subscription is never told (the baseline), and an anchor
+    # nobody subscribes hears nothing. The old change is sent after the subscription is
+    # accepted: sent before, it could be consumed ahead of the command and count as
+    # "no-subscriber" instead of "filtered".
+    deltas.send("inst-1", created=[entry("old")], at=datetime.now(UTC) - timedelta(minutes=1))
     deltas.send("inst-2", created=[entry("x", phase="Running")])
     deltas.send("inst-1", created=[entry("a", phase="Pending", spec={"n": 1, "gone": True})])
     notifier.wait_metric(

@@ -155,13 +155,12 @@ def test_label_changes_move_the_object_between_instances(
     cm = ops.patch(kube_api, cm, {"metadata": {"labels": {LABEL: "inst-b"}}})
     ops.patch(kube_api, cm, {"metadata": {"labels": {LABEL: None}}})
     events.wait_for(lambda rs: len(events.objects("ADDED", "DELETED")) >= 4, what="4 events")
-    routed = [(r["type"], r["_key"]) for r in events.objects("ADDED", "MODIFIED", "DELETED")]
-    assert routed == [
-        ("ADDED", "inst-a"),
-        ("DELETED", "inst-a"),
-        ("ADDED", "inst-b"),
-        ("DELETED", "inst-b"),
-    ]
+    # The two instances' records are keyed apart and may sit on different partitions: only
+    # the order within each instance is defined.
+    routed: dict[str, list[str]] = {}
+    for r in events.objects("ADDED", "MODIFIED", "DELETED"):
+        routed.setdefault(r["_key"], []).append(r["type"])
+    assert routed == {"inst-a": ["ADDED", "DELETED"], "inst-b": ["ADDED", "DELETED"]}
     assert watcher.stop() == 0
 
 
