@@ -44,6 +44,7 @@ from confluent_kafka import (
 from deltawatch.avro_serde import AvroDecodeError, AvroSerde
 from deltawatch.call_deadline import call_deadline
 from deltawatch.cloud_events import KafkaRecord, utc_now
+from deltawatch.compacted_table import TableReadInterrupted
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import consume_available, make_consumer, make_producer, make_reader
 from deltawatch.logs import get_logger
@@ -60,7 +61,7 @@ from services.differ.resource_event import (
     ResourceEvent,
     parse_resource_event,
 )
-from services.differ.restore import RestoreInterrupted, restore_partition
+from services.differ.restore import restore_partition
 from services.differ.snapshot import SnapshotStore
 
 READINESS = ["kafka", "assigned", "restored", "caught-up"]
@@ -160,7 +161,7 @@ class DifferLoop:
                 self._heartbeats()
                 self._check_caught_up()
                 self._observe_lag()
-        except RestoreInterrupted:
+        except TableReadInterrupted:
             self.log.info("restore interrupted by shutdown")
         except FatalKafkaError as exc:
             self.log.error("fatal Kafka error, exiting", error=str(exc))
@@ -174,7 +175,7 @@ class DifferLoop:
     def _close(self) -> None:
         try:
             self.consumer.close()
-        except (KafkaException, RuntimeError, RestoreInterrupted) as exc:
+        except (KafkaException, RuntimeError, TableReadInterrupted) as exc:
             self.log.warning("consumer close failed", error=str(exc))
         self.reader.close()
         if self._producer_fatal:

@@ -15,6 +15,7 @@ import sys
 
 from confluent_kafka import KafkaException
 
+from deltawatch.compacted_table import wait_for_leaders
 from deltawatch.health import HealthState
 from deltawatch.http_server import HttpServer, build_app
 from deltawatch.logs import get_logger
@@ -22,7 +23,7 @@ from deltawatch.settings import NotifierSettings
 from deltawatch.shutdown import ShutdownFlag
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit
 from services.notifier.rest_api import RestFacade
-from services.notifier.worker import NotifierWorker, notifier_topics, wait_for_leaders
+from services.notifier.worker import NotifierWorker, notifier_topics
 
 READINESS = ["kafka", "assigned", "restored", "caught-up"]
 
@@ -43,7 +44,9 @@ async def serve(settings: NotifierSettings, shutdown: ShutdownFlag) -> None:
         )
         if reachable and not stopping():
             names = [topic.name for topic in notifier_topics(settings)]
-            await asyncio.to_thread(wait_for_leaders, settings, names)
+            await asyncio.to_thread(
+                wait_for_leaders, settings, names, client_id="deltawatch-notifier-probe"
+            )
             await asyncio.to_thread(rest.start)
             await worker.run()
     finally:

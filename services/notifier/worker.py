@@ -57,8 +57,9 @@ from pydantic import ValidationError
 
 from deltawatch.call_deadline import call_deadline
 from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms
+from deltawatch.compacted_table import read_table
 from deltawatch.health import HealthState
-from deltawatch.kafka_clients import consume_available, make_consumer, make_producer, make_reader
+from deltawatch.kafka_clients import consume_available, make_consumer, make_producer
 from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import TopicSpec, changelog_topic, contract_topics
@@ -92,7 +93,6 @@ from services.notifier.deliveries import AttemptReport, Deliveries, DeliveryJob,
 from services.notifier.ignore_fields import IgnoreFieldsFilter
 from services.notifier.net_delta import ResourceChanges
 from services.notifier.secret_box import SecretBox, SecretBoxError
-from services.notifier.state_restore import read_compacted
 from services.notifier.subscription_state import (
     CpsLaneRecord,
     InFlight,
@@ -110,41 +110,13 @@ _CONSUMER_OVERRIDES: dict[str, Any] = {
 MAX_BATCH = 500
 MAX_POLL_S = 0.2
 RESOLVE_TIMEOUT_S = 2.0
+RESTORE_CLIENT_ID = "deltawatch-notifier-restore"
 
 log = get_logger("deltawatch.notifier")
 
 
 def notifier_topics(settings: NotifierSettings) -> list[TopicSpec]:
     return [*contract_topics(settings).values(), changelog_topic(settings, "notifier", "outbox")]
-
-
-def wait_for_leaders(
-    settings: NotifierSettings, topics: list[str], timeout_s: float = 30.0
-) -> None:
-    """Block until every partition of ``topics`` answers an offset query.
-
-    Topics created a moment ago answer "not leader" to offset queries for a short while,
-    even after the metadata names a leader; everything after start (restore, the readers
-    of the results topic) queries offsets at once.
-    """
-    reader = make_reader(settings, client_id="deltawatch-notifier-probe")
-    deadline = time.monotonic() + timeout_s
-    try:
-        for name in topics:
-            partitions = reader.list_topics(name, timeout=10).topics[name].partitions
-            for partition in partitions:
-                while True:
-                    try:
-                        reader.get_watermark_offsets(
-                            TopicPartition(name, partition), timeout=5, cached=False
-                        )
-                        break
-                    except KafkaException:
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(0.1)
-    finally:
-        reader.close()
 
 
 def identities(settings: NotifierSettings) -> tuple[str, str]:
@@ -448,16 +420,26 @@ class NotifierWorker:
             started = time.monotonic()
             subscriptions, outbox = await asyncio.gather(
                 asyncio.to_thread(
-                    read_compacted, self.settings, self.settings.subscriptions_topic, partitions
+                    read_table,
+                    self.settings,
+                    self.settings.subscriptions_topic,
+                    partitions,
+                    client_id=RESTORE_CLIENT_ID,
                 ),
-                asyncio.to_thread(read_compacted, self.settings, self.outbox_topic, partitions),
+                asyncio.to_thread(
+                    read_table,
+                    self.settings,
+                    self.outbox_topic,
+                    partitions,
+                    client_id=RESTORE_CLIENT_ID,
+                ),
             )
-            for key, (partition, value) in subscriptions.items():
-                self._restore_subscription(key, partition, value)
+            for key, entry in subscriptions.items():
+                self._restore_subscription(key, entry.partition, entry.value)
             jobs = [
                 job
-                for key, (partition, value) in outbox.items()
-                if (job := self._restore_outbox(key, partition, value)) is not None
+                for key, entry in outbox.items()
+                if (job := self._restore_outbox(key, entry.partition, entry.value)) is not None
             ]
             self._assigned |= set(partitions)
             metrics.SUBSCRIPTIONS.set(len(self.table.subscriptions))
