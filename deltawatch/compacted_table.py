@@ -69,6 +69,8 @@ FETCH_WAIT_MS = 25
 per reader is the price of answering in milliseconds."""
 
 RESTORE_BATCH = 10000
+QUERY_TIMEOUT_S = 10.0
+"""One offset or metadata query; deadlines are checked between queries."""
 
 
 class TableReadTimeout(TimeoutError):
@@ -108,9 +110,8 @@ def watermarks(
     """
     while True:
         try:
-            timeout = max(0.1, min(10.0, deadline - time.monotonic()))
             low, high = reader.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=timeout, cached=cached
+                TopicPartition(topic, partition), timeout=QUERY_TIMEOUT_S, cached=cached
             )
             return int(low), int(high)
         except KafkaException as exc:
@@ -353,6 +354,7 @@ class TableFollower:
         return self.positions.reached(self.restore_targets)
 
     def start(self, timeout_s: float = 30.0) -> None:
+        """Take the restore targets (transient errors retried for ``timeout_s``) and assign."""
         self.restore_targets = end_offsets(self.reader, self.topic, timeout_s)
         self.reader.assign(
             [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self.partitions]

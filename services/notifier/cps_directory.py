@@ -20,17 +20,16 @@ effect on the other replicas once they have fetched it — tens of milliseconds
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import KafkaError, Message
 from prometheus_client import Gauge
 
+from deltawatch.compacted_table import FETCH_WAIT_MS, TableFollower, TableReadTimeout
 from deltawatch.kafka_clients import make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
 from services.notifier import cps_subscriptions
-from services.notifier.command_waiter import FETCH_WAIT_MS, end_offsets
 from services.notifier.cps_subscriptions import DataspaceSubscription
 
 DATASPACES = Gauge(
@@ -78,7 +77,7 @@ class CpsDirectoryReader:
         self._settings = settings
         self._topic = settings.subscriptions_topic
         self.directory = directory
-        self._reader: Consumer | None = None
+        self._follower: TableFollower | None = None
 
     def start(self, timeout_s: float = 60.0) -> None:
         """Assign every partition from the beginning and read to the end offsets found now.
@@ -90,54 +89,40 @@ class CpsDirectoryReader:
             client_id="deltawatch-notifier-cps-directory",
             **{"fetch.wait.max.ms": FETCH_WAIT_MS},
         )
-        self._reader = reader
-        targets = end_offsets(reader, self._topic)
-        reader.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in sorted(targets)])
-        positions: dict[int, int] = {}
-        pending = {p for p, end in targets.items() if end > 0}
-        deadline = time.monotonic() + timeout_s
-        while pending:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"CPS directory: {self._topic} {sorted(pending)} not read")
-            message = reader.poll(0.5)
-            if message is None:
-                continue
-            self._apply(message, positions)
-            pending = {p for p in pending if positions.get(p, 0) < targets[p]}
+        follower = TableFollower(reader, self._topic, _log_read_error)
+        self._follower = follower
+        follower.start()
+        try:
+            follower.read_restore(timeout_s, self._apply)
+        except TableReadTimeout as exc:
+            raise TimeoutError(f"CPS directory: {exc}") from None
         log.info("CPS directory restored", dataspaces=len(self.directory))
 
     def drain(self) -> int:
         """Apply what the reader has fetched so far, without waiting; returns records read."""
-        if self._reader is None:
+        if self._follower is None:
             return 0
         count = 0
         while True:
-            messages = self._reader.consume(num_messages=500, timeout=0)
+            messages = self._follower.reader.consume(num_messages=500, timeout=0)
             if not messages:
                 return count
-            positions: dict[int, int] = {}
-            for message in messages:
-                self._apply(message, positions)
+            self._apply(self._follower.apply(messages))
             count += len(messages)
 
     def close(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-            self._reader = None
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
 
-    def _apply(self, message: Message, positions: dict[int, int]) -> None:
-        partition = message.partition() or 0
-        offset = message.offset() or 0
-        error = message.error()
-        if error is not None:
-            if error.code() == KafkaError._PARTITION_EOF:
-                positions[partition] = max(positions.get(partition, 0), offset)
-            else:
-                log.warning("reading CPS subscriptions failed", error=error.str())
-            return
-        positions[partition] = max(positions.get(partition, 0), offset + 1)
-        raw_key = message.key()
-        if raw_key is not None:
-            key = raw_key.decode("utf-8", errors="replace")
-            self.directory.apply(key, partition, message.value())
-            DATASPACES.set(len(self.directory))
+    def _apply(self, records: list[Message]) -> None:
+        for message in records:
+            raw_key = message.key()
+            if raw_key is not None:
+                key = raw_key.decode("utf-8", errors="replace")
+                self.directory.apply(key, message.partition() or 0, message.value())
+                DATASPACES.set(len(self.directory))
+
+
+def _log_read_error(error: KafkaError) -> None:
+    log.warning("reading CPS subscriptions failed", error=error.str())

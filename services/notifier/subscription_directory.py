@@ -30,26 +30,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import (
-    OFFSET_BEGINNING,
-    IsolationLevel,
-    KafkaError,
-    KafkaException,
-    Message,
-    TopicPartition,
-)
+from confluent_kafka import IsolationLevel, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import Gauge, Histogram
 from pydantic import ValidationError
 
+from deltawatch.compacted_table import FETCH_WAIT_MS, TableFollower, is_transient
 from deltawatch.kafka_clients import consume_available, make_admin, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
-from services.notifier.command_waiter import (
-    FETCH_WAIT_MS,
-    end_offsets,
-    is_transient,
-)
 from services.notifier.subscription_state import SubscriptionState
 
 SUBSCRIPTIONS = Gauge(
@@ -120,11 +109,6 @@ class SubscriptionIndex:
         return len(self.by_key)
 
 
-def reached(positions: dict[int, int], targets: dict[int, int]) -> bool:
-    """Every partition consumed up to its target offset (partitions not read count as 0)."""
-    return all(positions.get(partition, 0) >= offset for partition, offset in targets.items())
-
-
 @dataclass
 class _Waiter:
     targets: dict[int, int]
@@ -147,9 +131,8 @@ class SubscriptionDirectory:
         self._topic: str = settings.subscriptions_topic
         self._client_id = client_id
         self._index = SubscriptionIndex()
-        self._positions: dict[int, int] = {}
+        self._follower: TableFollower | None = None
         self._partitions: list[int] = []
-        self._restore_targets: dict[int, int] = {}
         self._waiters: list[_Waiter] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -169,15 +152,16 @@ class SubscriptionDirectory:
         reader = make_reader(
             self._settings, client_id=self._client_id, **{"fetch.wait.max.ms": FETCH_WAIT_MS}
         )
+        follower = TableFollower(reader, self._topic, _log_read_error)
         try:
-            self._restore_targets = end_offsets(reader, self._topic)
+            follower.start()
         except Exception:
             reader.close()
             raise
-        self._partitions = sorted(self._restore_targets)
-        reader.assign([TopicPartition(self._topic, p, OFFSET_BEGINNING) for p in self._partitions])
+        self._follower = follower
+        self._partitions = follower.partitions
         self._thread = threading.Thread(
-            target=self._run, args=(reader,), name="rest-directory", daemon=True
+            target=self._run, args=(follower,), name="rest-directory", daemon=True
         )
         self._thread.start()
 
@@ -225,7 +209,7 @@ class SubscriptionDirectory:
                 future: asyncio.Future[None] = loop.create_future()
                 waiter = _Waiter(targets, loop, future)
                 with self._lock:
-                    if reached(self._positions, targets):
+                    if self._reached(targets):
                         return
                     self._waiters.append(waiter)
                 try:
@@ -240,45 +224,37 @@ class SubscriptionDirectory:
         finally:
             CATCH_UP_SECONDS.observe(loop.time() - started)
 
-    def _run(self, reader: Any) -> None:
+    def _run(self, follower: TableFollower) -> None:
         try:
             while not self._stop.is_set():
-                messages = consume_available(reader, 500, 0.2)
+                messages = consume_available(follower.reader, 500, 0.2)
                 if messages:
-                    self._apply(messages)
+                    self._apply(follower, messages)
         finally:
-            reader.close()
+            follower.close()
 
-    def _apply(self, messages: list[Message]) -> None:
+    def _reached(self, targets: dict[int, int]) -> bool:
+        return self._follower is not None and self._follower.positions.reached(targets)
+
+    def _apply(self, follower: TableFollower, messages: list[Message]) -> None:
         with self._lock:
-            for message in messages:
-                partition = message.partition()
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        self._advance(partition, message.offset())
-                    else:
-                        log.warning("reading subscriptions failed", error=error.str())
-                    continue
+            for message in follower.apply(messages):
                 key = message.key()
                 if key is None:
-                    log.warning("subscription record without key", partition=partition)
+                    log.warning("subscription record without key", partition=message.partition())
                 else:
                     self._index.apply(key.decode(errors="replace"), message.value())
-                offset = message.offset()
-                self._advance(partition, None if offset is None else offset + 1)
             SUBSCRIPTIONS.set(len(self._index))
-            if not self._restored.is_set() and reached(self._positions, self._restore_targets):
+            if not self._restored.is_set() and follower.restored:
                 self._restored.set()
                 log.info("subscription directory restored", subscriptions=len(self._index))
                 if self._on_restored is not None:
                     self._on_restored()
-            for waiter in [w for w in self._waiters if reached(self._positions, w.targets)]:
+            for waiter in [w for w in self._waiters if follower.positions.reached(w.targets)]:
                 self._waiters.remove(waiter)
                 with contextlib.suppress(RuntimeError):  # its loop has closed meanwhile
                     waiter.loop.call_soon_threadsafe(_release, waiter.future)
 
-    def _advance(self, partition: int | None, offset: int | None) -> None:
-        if partition is None or offset is None or offset < 0:
-            return
-        self._positions[partition] = max(self._positions.get(partition, 0), offset)
+
+def _log_read_error(error: KafkaError) -> None:
+    log.warning("reading subscriptions failed", error=error.str())

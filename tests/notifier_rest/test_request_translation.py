@@ -15,7 +15,7 @@ from services.notifier.rest_api import (
     status_of_rejection,
     subscription_from_body,
 )
-from services.notifier.subscription_directory import SubscriptionIndex, reached
+from services.notifier.subscription_directory import SubscriptionIndex
 
 URL = "http://10.0.0.5:8080/notify"
 
@@ -213,21 +213,6 @@ def test_index_never_shows_a_secret() -> None:
     assert found is not None
     assert "secret" not in found
     assert found["signed"] is True
-
-
-@pytest.mark.parametrize(
-    ("positions", "targets", "expected"),
-    [
-        ({}, {}, True),
-        ({}, {0: 0, 1: 0}, True),
-        ({0: 5}, {0: 5}, True),
-        ({0: 4}, {0: 5}, False),
-        ({0: 9, 1: 2}, {0: 5, 1: 3}, False),
-        ({0: 9, 1: 3}, {0: 5, 1: 3}, True),
-    ],
-)
-def test_reached(positions: dict[int, int], targets: dict[int, int], expected: bool) -> None:
-    assert reached(positions, targets) is expected
 
 
 def test_checked_in_openapi_is_what_the_models_generate() -> None:
