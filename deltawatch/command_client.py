@@ -13,6 +13,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, TopicPartition
 
+from deltawatch.compacted_table import end_offsets
 from deltawatch.kafka_clients import make_producer, make_reader
 from deltawatch.settings import CommonSettings
 
@@ -39,15 +40,9 @@ def send_command(
     command_id = str(command["command-id"])
     reader = make_reader(settings, client_id="deltawatch-cli")
     try:
-        metadata = reader.list_topics(settings.command_results_topic, timeout=10)
-        partitions = metadata.topics[settings.command_results_topic].partitions
-        assignment = []
-        for partition in partitions:
-            _low, high = reader.get_watermark_offsets(
-                TopicPartition(settings.command_results_topic, partition), timeout=10
-            )
-            assignment.append(TopicPartition(settings.command_results_topic, partition, high))
-        reader.assign(assignment)
+        topic = settings.command_results_topic
+        ends = end_offsets(reader, topic, timeout_s=0)
+        reader.assign([TopicPartition(topic, p, offset) for p, offset in ends.items()])
 
         producer = make_producer(settings, client_id="deltawatch-cli")
         producer.produce(

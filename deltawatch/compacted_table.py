@@ -304,21 +304,24 @@ def latest_values(
 def read_table(
     settings: CommonSettings,
     topic: str,
-    partitions: Iterable[int],
+    partitions: Iterable[int] | None,
     *,
     client_id: str,
     timeout_s: float = 60.0,
 ) -> dict[str, TableEntry]:
     """:func:`latest_values` with a reader of its own; blocking (call it from a thread).
 
-    Watermark queries are retried on any error within ``timeout_s``: this is what runs right
-    after a worker created its topics, whose partitions may not have a leader yet.
+    ``partitions=None`` reads every partition of the topic. Watermark queries are retried on
+    any error within ``timeout_s``: this is what runs right after a worker created its
+    topics, whose partitions may not have a leader yet.
     """
-    wanted = sorted(partitions)
-    if not wanted:
+    wanted = None if partitions is None else sorted(partitions)
+    if wanted == []:
         return {}
     reader = make_reader(settings, client_id=client_id)
     try:
+        if wanted is None:
+            wanted = topic_partitions(reader, topic)
         return latest_values(
             reader, topic, wanted, timeout_s=timeout_s, watermark_retry=lambda _exc: True
         )

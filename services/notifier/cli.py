@@ -8,15 +8,16 @@ notifier last recorded, ``last-notify-time`` / ``last-notify-status`` included.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Annotated, Any
 
 import typer
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import KafkaError, KafkaException
 
 from deltawatch.command_client import CommandTimeoutError, send_command
-from deltawatch.kafka_clients import make_reader
+from deltawatch.compacted_table import read_table
 from deltawatch.settings import CommonSettings, SettingsError, load_settings
 
 subscription_app = typer.Typer(
@@ -181,36 +182,19 @@ def delete(instance: Instance, name: Name, timeout: Timeout = 30.0) -> None:
 def read_subscriptions(settings: CommonSettings, timeout_s: float = 30.0) -> dict[str, Any]:
     """Every live subscription state on the compacted topic, by key."""
     topic = settings.subscriptions_topic
-    reader = make_reader(settings, client_id="deltawatch-cli")
     try:
-        metadata = reader.list_topics(topic, timeout=10).topics.get(topic)
-        if metadata is None or metadata.error is not None:
+        table = read_table(settings, topic, None, client_id="deltawatch-cli", timeout_s=timeout_s)
+    except KafkaException as exc:
+        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
             return {}
-        reader.assign([TopicPartition(topic, p, 0) for p in metadata.partitions])
-        pending = set(metadata.partitions)
-        states: dict[str, Any] = {}
-        while pending:
-            message = reader.poll(timeout_s)
-            if message is None:
-                raise TimeoutError(f"reading {topic} took over {timeout_s}s")
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(message.partition() or 0)
-                    continue
-                raise RuntimeError(f"reading {topic} failed: {error}")
-            key = (message.key() or b"").decode("utf-8", errors="replace")
-            value = message.value()
-            if value is None:
-                states.pop(key, None)
-                continue
-            try:
-                states[key] = json.loads(value)
-            except json.JSONDecodeError:
-                continue
-        return states
-    finally:
-        reader.close()
+        raise RuntimeError(f"reading {topic} failed: {exc}") from exc
+    except RuntimeError:  # the topic has no partitions: it does not exist
+        return {}
+    states: dict[str, Any] = {}
+    for key, entry in table.items():
+        with contextlib.suppress(json.JSONDecodeError):
+            states[key] = json.loads(entry.value)
+    return states
 
 
 @subscription_app.command()
