@@ -54,6 +54,7 @@ __all__ = [
     "TableFollower",
     "TableReadInterrupted",
     "TableReadTimeout",
+    "topic_partitions",
     "end_offsets",
     "is_transient",
     "latest_values",

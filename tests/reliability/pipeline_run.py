@@ -21,15 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from confluent_kafka import KafkaError, Message, TopicPartition
+from confluent_kafka import Message
 from prometheus_client.parser import text_string_to_metric_families
 
 from deltawatch.cloud_events import CloudEventDecodeError, from_kafka
 from deltawatch.command_client import send_command
-from deltawatch.kafka_clients import make_reader
 from deltawatch.local_pipeline import WorkerProcess, start_worker, wait_ready
 from deltawatch.localkube import ops
 from deltawatch.settings import CommonSettings
+from tests.fixtures.kafka import committed_records
 from tests.reliability.cluster_driver import COMPARED_FIELDS, ClusterDriver
 from tests.reliability.oracle import (
     Obj,
@@ -257,34 +257,7 @@ class PipelineRun:
 
     def read_topic(self, topic: str, timeout_s: float = 30.0) -> list[Message]:
         """Every committed record of ``topic``, read to the end offsets found at the start."""
-        reader = make_reader(self.settings, client_id="reliability-oracle")
-        try:
-            partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-            ends = {}
-            for p in partitions:
-                _low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
-                ends[p] = high
-            reader.assign([TopicPartition(topic, p, 0) for p in partitions])
-            pending = {p for p, high in ends.items() if high > 0}
-            found: list[Message] = []
-            deadline = time.monotonic() + timeout_s
-            while pending and time.monotonic() < deadline:
-                message = reader.poll(0.5)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(message.partition())
-                        continue
-                    raise RuntimeError(str(error))
-                found.append(message)
-                if (message.offset() or 0) + 1 >= ends[message.partition()]:
-                    pending.discard(message.partition())
-            assert not pending, f"{topic} not read to its end: partitions {pending}"
-            return found
-        finally:
-            reader.close()
+        return committed_records(self.settings, topic, timeout_s)
 
     def delta_sequences(self) -> list[tuple[str, int]]:
         """(instance, sequence) of every committed delta event, in topic order."""

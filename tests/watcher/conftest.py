@@ -20,8 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartition
 
+from deltawatch import compacted_table
 from deltawatch.avro_serde import AvroSerde
 from deltawatch.kafka_clients import make_reader
 from deltawatch.local_state import free_port
@@ -132,30 +133,24 @@ class PublishedEvents:
             if error is not None:
                 assert error.code() == KafkaError._PARTITION_EOF, error.str()
                 continue
-            record = self.serde.decode(message.value())
-            record["_partition"] = message.partition()
-            record["_key"] = message.key().decode() if message.key() else None
-            self.records.append(record)
+            self.records.append(self._decoded(message))
+
+    def _decoded(self, message: Message) -> dict[str, Any]:
+        record: dict[str, Any] = self.serde.decode(message.value())
+        record["_partition"] = message.partition()
+        record["_key"] = message.key().decode() if message.key() else None
+        return record
 
     def read_to_end(self, timeout_s: float = 30.0) -> list[dict[str, Any]]:
-        """Re-read the topic from the beginning up to its end *now* (every partition
-        reports end-of-partition): exactly what had been acknowledged before the call."""
-        self.records = []
+        """Re-read the topic from the beginning up to its end *now* (the end offsets found at
+        the call): exactly what had been acknowledged before the call."""
         self.assign()
-        at_end: set[int] = set()
-        deadline = time.monotonic() + timeout_s
-        while at_end != set(self.partitions):
-            assert time.monotonic() < deadline, "partitions never reported their end"
-            for message in self.consumer.consume(1000, 0.2):
-                error = message.error()
-                if error is not None:
-                    assert error.code() == KafkaError._PARTITION_EOF, error.str()
-                    at_end.add(int(message.partition() or 0))
-                    continue
-                record = self.serde.decode(message.value())
-                record["_partition"] = message.partition()
-                record["_key"] = message.key().decode() if message.key() else None
-                self.records.append(record)
+        self.records = [
+            self._decoded(message)
+            for message in compacted_table.read_to_end(
+                self.consumer, self.topic, self.partitions, timeout_s=timeout_s
+            )
+        ]
         return self.records
 
     def wait_for(
