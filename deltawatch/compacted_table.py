@@ -54,12 +54,12 @@ __all__ = [
     "TableFollower",
     "TableReadInterrupted",
     "TableReadTimeout",
-    "topic_partitions",
     "end_offsets",
     "is_transient",
     "latest_values",
     "read_table",
     "read_to_end",
+    "topic_partitions",
     "wait_for_leaders",
     "watermarks",
 ]

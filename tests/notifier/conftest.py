@@ -16,14 +16,16 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import TopicPartition
 from cryptography.fernet import Fernet
 
 from deltawatch.cloud_events import new_event, to_kafka
+from deltawatch.compacted_table import end_offsets
 from deltawatch.kafka_clients import make_producer, make_reader
 from deltawatch.local_state import free_port
 from deltawatch.settings import CommonSettings
 from tests.fixtures.http_sink import HttpSink
+from tests.fixtures.kafka import committed_records
 
 DELTA_TYPE = "org.deltawatch.instance.status.delta"
 
@@ -148,14 +150,8 @@ class Commands:
         reader = make_reader(self.settings, client_id="test-results")
         try:
             topic = self.settings.command_results_topic
-            partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-            assignment = []
-            for partition in partitions:
-                _low, high = reader.get_watermark_offsets(
-                    TopicPartition(topic, partition), timeout=10
-                )
-                assignment.append(TopicPartition(topic, partition, high))
-            reader.assign(assignment)
+            ends = end_offsets(reader, topic, timeout_s=0)
+            reader.assign([TopicPartition(topic, p, offset) for p, offset in ends.items()])
             where: list[str] = []
 
             def delivered(err: Any, msg: Any) -> None:
@@ -268,24 +264,9 @@ def read_topic(
     latest: dict[str, Any] = {}
     while time.monotonic() < deadline:
         latest = {}
-        reader = make_reader(settings, client_id="test-read")
-        try:
-            partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-            reader.assign([TopicPartition(topic, p, 0) for p in partitions])
-            pending = set(partitions)
-            while pending:
-                message = reader.poll(1.0)
-                if message is None:
-                    continue
-                error = message.error()
-                if error is not None:
-                    if error.code() == KafkaError._PARTITION_EOF:
-                        pending.discard(message.partition())
-                    continue
-                value = message.value()
-                latest[message.key().decode()] = json.loads(value) if value is not None else None
-        finally:
-            reader.close()
+        for message in committed_records(settings, topic, timeout_s):
+            value = message.value()
+            latest[message.key().decode()] = json.loads(value) if value is not None else None
         if until(latest):
             return latest
         time.sleep(0.2)

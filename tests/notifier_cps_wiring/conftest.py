@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-from confluent_kafka import KafkaError, TopicPartition
 
-from deltawatch.kafka_clients import make_reader
 from deltawatch.settings import CommonSettings
+from tests.fixtures.kafka import committed_records
 from tests.notifier.conftest import (  # noqa: F401  (fixtures re-exported for this directory)
     Commands,
     Deltas,
@@ -60,39 +59,19 @@ def _validate(record: CpsRecord) -> None:
 
 def read_cps(config: CommonSettings) -> list[CpsRecord]:
     """Every committed record of the CPS topic (each partition read to its end), validated."""
-    topic = config.cps_topic
-    reader = make_reader(config, client_id="test-cps-read")
     records: list[CpsRecord] = []
-    try:
-        partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
-        pending = set(partitions)
-        deadline = time.monotonic() + 30
-        while pending:
-            assert time.monotonic() < deadline, f"{topic} not read to its end"
-            message = reader.poll(0.5)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    pending.discard(message.partition())
-                continue
-            headers = {
-                name: raw.decode() for name, raw in message.headers() or [] if raw is not None
-            }
-            record = CpsRecord(
-                key=bytes(message.key() or b"").decode(),
-                headers=headers,
-                data=json.loads(message.value() or b"null"),
-                timestamp_ms=message.timestamp()[1],
-                partition=message.partition() or 0,
-                offset=message.offset() or 0,
-            )
-            _validate(record)
-            records.append(record)
-    finally:
-        reader.close()
+    for message in committed_records(config, config.cps_topic):
+        headers = {name: raw.decode() for name, raw in message.headers() or [] if raw is not None}
+        record = CpsRecord(
+            key=bytes(message.key() or b"").decode(),
+            headers=headers,
+            data=json.loads(message.value() or b"null"),
+            timestamp_ms=message.timestamp()[1],
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+        )
+        _validate(record)
+        records.append(record)
     return sorted(records, key=lambda r: (r.timestamp_ms, r.partition, r.offset))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
-from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 
 from deltawatch.command_client import CommandTimeoutError
 from deltawatch.health import HealthState
@@ -24,6 +24,7 @@ from deltawatch.topics import contract_topics, ensure_topics
 from services.notifier.command_waiter import CommandWaiter
 from services.notifier.rest_api import RestFacade
 from services.notifier.subscription_directory import DirectoryLagError, SubscriptionDirectory
+from tests.fixtures.kafka import committed_records
 
 pytestmark = pytest.mark.kafka
 
@@ -279,23 +280,4 @@ def test_facade_answers_504_with_the_command_id_when_no_core_answers(
 
 
 def _read_all(settings: CommonSettings, topic: str) -> list[dict[str, Any]]:
-    reader = make_reader(settings, client_id="test-read-all")
-    partitions = reader.list_topics(topic, timeout=10).topics[topic].partitions
-    reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
-    at_end: set[int] = set()
-    values: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 20
-    try:
-        while len(at_end) < len(partitions) and time.monotonic() < deadline:
-            message = reader.poll(0.2)
-            if message is None:
-                continue
-            error = message.error()
-            if error is not None:
-                if error.code() == KafkaError._PARTITION_EOF:
-                    at_end.add(message.partition())
-                continue
-            values.append(json.loads(message.value() or b"null"))
-    finally:
-        reader.close()
-    return values
+    return [json.loads(m.value() or b"null") for m in committed_records(settings, topic, 20)]
