@@ -56,7 +56,7 @@ from confluent_kafka import (
 from pydantic import ValidationError
 
 from deltawatch.call_deadline import call_deadline
-from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms
+from deltawatch.cloud_events import DELTA_TYPE, CloudEventDecodeError, from_kafka, rfc3339_ms
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import consume_available, make_consumer, make_producer, make_reader
 from deltawatch.logs import get_logger
@@ -101,7 +101,6 @@ from services.notifier.subscription_state import (
 )
 from services.notifier.webhook_signing import secret_key
 
-DELTA_TYPE = "org.deltawatch.instance.status.delta"
 _CONSUMER_OVERRIDES: dict[str, Any] = {
     # Same partition numbers of commands and deltas on the same member (co-partitioning).
     "partition.assignment.strategy": "range",

@@ -19,6 +19,7 @@ from kubernetes.client import ApiClient
 from deltawatch.avro_serde import AvroSerde
 from deltawatch.health import HealthState
 from deltawatch.logs import get_logger
+from deltawatch.resource_identity import EventType
 from services.watcher import kube_api
 from services.watcher.backoff import Backoff
 from services.watcher.instances import InstanceIndex
@@ -26,7 +27,7 @@ from services.watcher.kinds import WatchTarget
 from services.watcher.listwatch import Hooks, ListBegan, Listed, ListEnded, ListWatch, Watched
 from services.watcher.metrics import WatcherMetrics
 from services.watcher.outbox import Outbox, Outgoing
-from services.watcher.records import EventType, ListReason, Obj, marker_record, object_record
+from services.watcher.records import ListReason, Obj, marker_record, object_record
 
 
 class TargetWatch:
@@ -156,7 +157,7 @@ class TargetWatch:
             if instance is None:
                 return True
             record = object_record(
-                "LISTED",
+                EventType.LISTED,
                 self.target,
                 observation.obj,
                 instance,
@@ -164,7 +165,7 @@ class TargetWatch:
                 observed_at=now,
                 list_run=observation.run,
             )
-            return self._enqueue(record, instance, "LISTED")
+            return self._enqueue(record, instance, EventType.LISTED)
         if isinstance(observation, ListBegan):
             self.index.start_list()
             self.metrics.relists.labels(self.kind, observation.run.reason).inc()
@@ -175,18 +176,18 @@ class TargetWatch:
                 resource_version=observation.run.resource_version,
             )
             record = marker_record(
-                "LIST_BEGIN",
+                EventType.LIST_BEGIN,
                 self.target,
                 observation.run,
                 cluster=self.cluster,
                 observed_at=now,
                 namespaced=observation.served.namespaced,
             )
-            return self._enqueue(record, None, "LIST_BEGIN")
+            return self._enqueue(record, None, EventType.LIST_BEGIN)
         if isinstance(observation, ListEnded):
             self.log.info("list ends", list_id=observation.run.list_id, objects=observation.count)
             record = marker_record(
-                "LIST_END",
+                EventType.LIST_END,
                 self.target,
                 observation.run,
                 cluster=self.cluster,
@@ -194,7 +195,7 @@ class TargetWatch:
                 namespaced=observation.served.namespaced,
             )
             on_delivered = None if self._first_list_done else self._first_list_published
-            return self._enqueue(record, None, "LIST_END", on_delivered)
+            return self._enqueue(record, None, EventType.LIST_END, on_delivered)
         return True
 
     def _put(self, event_type: EventType, obj: Obj, instance: str, now: datetime) -> bool:
@@ -223,7 +224,7 @@ class TargetWatch:
 
 def _event_type(text: str) -> EventType:
     if text == "ADDED":
-        return "ADDED"
+        return EventType.ADDED
     if text == "DELETED":
-        return "DELETED"
-    return "MODIFIED"
+        return EventType.DELETED
+    return EventType.MODIFIED

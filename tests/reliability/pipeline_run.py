@@ -24,7 +24,7 @@ import httpx
 from confluent_kafka import KafkaError, Message, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from deltawatch.cloud_events import CloudEventDecodeError, from_kafka
+from deltawatch.cloud_events import DELTA_TYPE, CloudEventDecodeError, from_kafka
 from deltawatch.command_client import send_command
 from deltawatch.kafka_clients import make_reader
 from deltawatch.local_pipeline import WorkerProcess, start_worker, wait_ready
@@ -40,7 +40,6 @@ from tests.reliability.oracle import (
 )
 from tests.reliability.recording_sink import RecordingSink
 
-DELTA_TYPE = "org.deltawatch.instance.status.delta"
 SEED_VARIABLE = "DELTAWATCH_RELIABILITY_SEED"
 # A killed consumer's partitions wait for its session to expire: keep that short in tests.
 FAST_GROUPS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}

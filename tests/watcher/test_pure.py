@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from deltawatch.avro_serde import AvroSerde
-from deltawatch.settings import GroupVersionKind
+from deltawatch.resource_identity import GroupVersionKind
 from services.watcher.backoff import Backoff
 from services.watcher.instances import InstanceIndex, Routed
 from services.watcher.kinds import (
