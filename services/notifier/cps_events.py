@@ -2,7 +2,7 @@
 
 The notifier's coalescing engine decides *when* an anchor's net delta is due and *what* it is;
 this module only says how CPS consumers see it, so the mapping can be tested exhaustively
-without Kafka and the Kafka edge (:mod:`services.notifier.cps_publisher`) stays trivial.
+without Kafka and the Kafka edge (:mod:`services.notifier.cps_event_writer`) stays trivial.
 
 Input: an :class:`AnchorDelta` — dataspace, anchor, the net :class:`ResourceChange` list (for
 a modification both the object the subscriber was last told of and the new one), the observed
