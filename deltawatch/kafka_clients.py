@@ -4,13 +4,17 @@
 admin client; the per-use settings that correctness depends on (idempotence, isolation level,
 manual commits) are applied *after* it so that an operator's extra properties cannot silently
 turn them off.
+
+Also here: the few helpers every reader of a topic's end needs (the end offsets, which errors
+are worth retrying, a fetch wait short enough for read-committed answers in milliseconds).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from deltawatch.settings import CommonSettings
@@ -118,3 +122,47 @@ def consume_available(
     if max_messages <= 1:
         return [first]
     return [first, *consumer.consume(num_messages=max_messages - 1, timeout=linger_s)]
+
+
+def end_offsets(reader: Any, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
+    """Partition → end offset (last stable offset for a ``read_committed`` reader).
+
+    Right after the topics were created a partition may not have a leader yet; that is retried
+    until ``timeout_s``, anything else raises.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            metadata = reader.list_topics(topic, timeout=10).topics[topic]
+            if metadata.error is not None:
+                raise KafkaException(metadata.error)
+            if not metadata.partitions:
+                raise RuntimeError(f"topic {topic} does not exist")
+            return {
+                p: int(reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+                for p in sorted(metadata.partitions)
+            }
+        except KafkaException as exc:
+            if not is_transient(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def is_transient(exc: KafkaException) -> bool:
+    """Worth retrying: leadership moving, a topic just created, a retriable broker error."""
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (
+        error.retriable()
+        or error.code()
+        in (
+            KafkaError.NOT_LEADER_FOR_PARTITION,
+            KafkaError.LEADER_NOT_AVAILABLE,
+            KafkaError.UNKNOWN_TOPIC_OR_PART,
+        )
+    )
+
+
+FETCH_WAIT_MS = 25
+"""A ``read_committed`` fetch is not woken by a commit marker alone: librdkafka's default
+``fetch.wait.max.ms`` (500) would add half a second to answers. A few idle fetches a second
+per reader is the price of answering in milliseconds."""

@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import json
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +26,13 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from deltawatch.command_client import CommandTimeoutError, command_key, new_command_id
-from deltawatch.kafka_clients import consume_available, make_producer, make_reader
+from deltawatch.kafka_clients import (
+    FETCH_WAIT_MS,
+    consume_available,
+    end_offsets,
+    make_producer,
+    make_reader,
+)
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
 
@@ -43,50 +48,6 @@ PENDING = Gauge(
 )
 
 log = get_logger("notifier.command_waiter")
-
-
-def end_offsets(reader: Any, topic: str, timeout_s: float = 30.0) -> dict[int, int]:
-    """Partition → end offset (last stable offset for a ``read_committed`` reader).
-
-    Right after the topics were created a partition may not have a leader yet; that is retried
-    until ``timeout_s``, anything else raises.
-    """
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            metadata = reader.list_topics(topic, timeout=10).topics[topic]
-            if metadata.error is not None:
-                raise KafkaException(metadata.error)
-            if not metadata.partitions:
-                raise RuntimeError(f"topic {topic} does not exist")
-            return {
-                p: int(reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-                for p in sorted(metadata.partitions)
-            }
-        except KafkaException as exc:
-            if not is_transient(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
-def is_transient(exc: KafkaException) -> bool:
-    """Worth retrying: leadership moving, a topic just created, a retriable broker error."""
-    error = exc.args[0] if exc.args else None
-    return isinstance(error, KafkaError) and (
-        error.retriable()
-        or error.code()
-        in (
-            KafkaError.NOT_LEADER_FOR_PARTITION,
-            KafkaError.LEADER_NOT_AVAILABLE,
-            KafkaError.UNKNOWN_TOPIC_OR_PART,
-        )
-    )
-
-
-FETCH_WAIT_MS = 25
-"""A ``read_committed`` fetch is not woken by a commit marker alone: librdkafka's default
-``fetch.wait.max.ms`` (500) would add half a second to answers. A few idle fetches a second
-per reader is the price of answering in milliseconds."""
 
 
 class CommandNotProducedError(RuntimeError):

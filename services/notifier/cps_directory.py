@@ -26,11 +26,10 @@ from collections.abc import Iterable
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Message, TopicPartition
 from prometheus_client import Gauge
 
-from deltawatch.kafka_clients import make_reader
+from deltawatch.kafka_clients import FETCH_WAIT_MS, end_offsets, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
 from services.notifier import cps_subscriptions
-from services.notifier.command_waiter import FETCH_WAIT_MS, end_offsets
 from services.notifier.cps_subscriptions import DataspaceSubscription
 
 DATASPACES = Gauge(

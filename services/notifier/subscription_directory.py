@@ -42,14 +42,16 @@ from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import Gauge, Histogram
 from pydantic import ValidationError
 
-from deltawatch.kafka_clients import consume_available, make_admin, make_reader
-from deltawatch.logs import get_logger
-from deltawatch.settings import CommonSettings
-from services.notifier.command_waiter import (
+from deltawatch.kafka_clients import (
     FETCH_WAIT_MS,
+    consume_available,
     end_offsets,
     is_transient,
+    make_admin,
+    make_reader,
 )
+from deltawatch.logs import get_logger
+from deltawatch.settings import CommonSettings
 from services.notifier.subscription_state import SubscriptionState
 
 SUBSCRIPTIONS = Gauge(
