@@ -191,30 +191,32 @@ class SubscriptionRequest(BaseModel):
     )
 
 
-class CreateCommand(BaseModel):
+class _InstanceCommand(BaseModel):
+    """What every command on one instance's subscriptions carries, in this field order.
+
+    Each subclass narrows ``action`` to its one value (the union's discriminator); an
+    overridden field keeps its place, so validation errors and the generated schema list the
+    fields as CONTRACT §4 writes them."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     command_id: StrictStr = Field(alias="command-id", min_length=1)
+    action: str
+    instance_id: InstanceId = Field(alias="instance-id")
+
+
+class CreateCommand(_InstanceCommand):
     action: Literal["create"]
-    instance_id: InstanceId = Field(alias="instance-id")
     subscription: SubscriptionRequest
 
 
-class UpdateCommand(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    command_id: StrictStr = Field(alias="command-id", min_length=1)
+class UpdateCommand(_InstanceCommand):
     action: Literal["update"]
-    instance_id: InstanceId = Field(alias="instance-id")
     subscription: SubscriptionRequest
 
 
-class DeleteCommand(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    command_id: StrictStr = Field(alias="command-id", min_length=1)
+class DeleteCommand(_InstanceCommand):
     action: Literal["delete"]
-    instance_id: InstanceId = Field(alias="instance-id")
     subscription_name: Name = Field(alias="subscription-name")
 
 
