@@ -17,7 +17,7 @@ import ipaddress
 import json
 import unicodedata
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -39,7 +39,7 @@ MAX_NAME_LENGTH = 253
 MAX_METADATA_BYTES = 64 * 1024
 MAX_INTERVAL_S = 2**31 - 1
 
-ERROR_CODES = (
+ErrorCode = Literal[
     "malformed-json",
     "unknown-action",
     "invalid-field",
@@ -53,7 +53,8 @@ ERROR_CODES = (
     "invalid-secret",
     "already-exists",
     "not-found",
-)
+]
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 ACTIONS = (
     "create",
     "update",
@@ -242,21 +243,7 @@ COMMAND_ADAPTER: TypeAdapter[CreateCommand | UpdateCommand | DeleteCommand | Cps
 
 
 class CommandError(BaseModel):
-    code: Literal[
-        "malformed-json",
-        "unknown-action",
-        "invalid-field",
-        "invalid-name",
-        "name-too-long",
-        "reserved-instance-id",
-        "invalid-url",
-        "invalid-interval",
-        "metadata-too-large",
-        "forbidden-network",
-        "invalid-secret",
-        "already-exists",
-        "not-found",
-    ]
+    code: ErrorCode
     message: str
 
 
