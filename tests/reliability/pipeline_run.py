@@ -33,7 +33,7 @@ from deltawatch.settings import CommonSettings
 from tests.reliability.cluster_driver import COMPARED_FIELDS, ClusterDriver
 from tests.reliability.oracle import (
     Obj,
-    ResourceKey,
+    ObjectKey,
     Verdict,
     check_subscription,
     sequence_violations,
@@ -226,7 +226,7 @@ class PipelineRun:
         self.subscriptions.append(subscription)
 
     # -- the checks -----------------------------------------------------------------------
-    def verdicts(self, truth: dict[str, dict[ResourceKey, Obj]]) -> dict[Subscription, Verdict]:
+    def verdicts(self, truth: dict[str, dict[ObjectKey, Obj]]) -> dict[Subscription, Verdict]:
         return {
             s: check_subscription(
                 self.sink.receipts(s.path),
