@@ -81,6 +81,14 @@ class ResourceKey(NamedTuple):
     def gvk(self) -> GroupVersionKind:
         return GroupVersionKind(self.group, self.version, self.kind)
 
+    @property
+    def path(self) -> str:
+        """``group/version/kind/namespace/name``: the key as one string.
+
+        The notifier persists keys in this spelling (its ``ignore-fields-seen`` state), so it
+        must not change."""
+        return "/".join(self)
+
 
 class EventType(StrEnum):
     """One resource event's ``type`` (``schemas/resource-event.avsc``, ``ResourceEventType``)."""

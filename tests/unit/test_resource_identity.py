@@ -50,6 +50,8 @@ def test_resource_key_is_the_contract_tuple_in_its_order() -> None:
     assert key.api_version == "apps/v1"
     assert ResourceKey("", "v1", "Pod", "", "x").api_version == "v1"
     assert key.gvk == GroupVersionKind("apps", "v1", "StatefulSet")
+    assert key.path == "apps/v1/StatefulSet/prod/db"  # persisted by the notifier
+    assert ResourceKey("", "v1", "Namespace", "", "x").path == "/v1/Namespace//x"
 
 
 def test_resource_key_interns_the_kind_strings() -> None:
