@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import httpx
 from cryptography.fernet import Fernet
 
-from deltawatch.cloud_events import new_event, to_kafka
+from deltawatch.cloud_events import DELTA_TYPE, new_event, to_kafka
 from deltawatch.kafka_clients import make_producer
 from deltawatch.local_state import free_port
 from deltawatch.localkafka.broker import LocalKafkaBroker
@@ -211,7 +211,7 @@ def main() -> None:
         for i in range(args.instances):
             instance = f"inst-{i}"
             event = new_event(
-                event_type="org.deltawatch.instance.status.delta",
+                event_type=DELTA_TYPE,
                 source=settings.source,
                 event_id=f"{instance}:1",
                 subject=instance,

@@ -3,7 +3,9 @@
 The SDK maps attributes to ``ce_*`` headers and ``datacontenttype`` to ``content-type``; we only
 add what the contract fixes beyond it: times with millisecond precision (CONTRACT §4, "every
 time … RFC 3339 UTC with milliseconds") and a strict decode that refuses a record whose data is
-not the JSON object the content type promises, so a poison message is caught at the edge.
+not the JSON object the content type promises, so a poison message is caught at the edge. The
+``ce_type`` values of deltawatch's own events live here too, so that the writer and every reader
+name them from one place.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from cloudevents.core.v1.event import CloudEvent
 
 JSON = "application/json"
 _FORMAT = JSONFormat()
+
+# The types of the events the differ writes to the deltas topic (CONTRACT §5), defined here
+# once: the differ writes them, the notifier, the tests and the benches select by them.
+DELTA_TYPE = "org.deltawatch.instance.status.delta"
+SYNCED_TYPE = "org.deltawatch.instance.status.synced"
+HEARTBEAT_TYPE = "org.deltawatch.instance.status.heartbeat"
 
 
 class CloudEventDecodeError(Exception):

@@ -12,8 +12,10 @@ import ipaddress
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from deltawatch.resource_identity import GroupVersionKind
 
 DEFAULT_RESOURCE_TYPES = (
     "v1/Pod,v1/Service,v1/ConfigMap,v1/PersistentVolumeClaim,apps/v1/Deployment,"
@@ -23,32 +25,6 @@ DEFAULT_RESOURCE_TYPES = (
 
 class SettingsError(Exception):
     """A configuration value is unusable; the message is one line naming the variable."""
-
-
-class GroupVersionKind(BaseModel):
-    """A Kubernetes kind as ``group/version/Kind`` (``v1/Kind`` for the core group)."""
-
-    model_config = {"frozen": True}
-
-    group: str
-    version: str
-    kind: str
-
-    @classmethod
-    def parse(cls, text: str) -> GroupVersionKind:
-        parts = text.strip().split("/")
-        if len(parts) == 2 and all(parts):
-            return cls(group="", version=parts[0], kind=parts[1])
-        if len(parts) == 3 and all(parts):
-            return cls(group=parts[0], version=parts[1], kind=parts[2])
-        raise ValueError(f"{text!r} is not group/version/Kind or v1/Kind")
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
-
-    def __str__(self) -> str:
-        return f"{self.api_version}/{self.kind}"
 
 
 def _env(name: str) -> Any:

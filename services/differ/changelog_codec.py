@@ -22,12 +22,12 @@ from typing import Any
 
 import orjson
 
+from deltawatch.resource_identity import ResourceKey
 from services.differ.resource_diff import BatchOutcome
 from services.differ.snapshot import (
     InstanceSnapshot,
     ListScope,
     PartitionSnapshot,
-    ResourceKey,
     SnapshotEntry,
 )
 

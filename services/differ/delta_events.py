@@ -16,13 +16,17 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from deltawatch.cloud_events import JSON, KafkaRecord, rfc3339_ms
+from deltawatch.cloud_events import (
+    DELTA_TYPE,
+    HEARTBEAT_TYPE,
+    JSON,
+    SYNCED_TYPE,
+    KafkaRecord,
+    rfc3339_ms,
+)
 from services.differ.resource_diff import InstanceDelta, ReportedResource, SyncedNotice
 from services.differ.snapshot import compact_json
 
-DELTA_TYPE = "org.deltawatch.instance.status.delta"
-SYNCED_TYPE = "org.deltawatch.instance.status.synced"
-HEARTBEAT_TYPE = "org.deltawatch.instance.status.heartbeat"
 _CONTENT_TYPE = JSON.encode()
 
 

@@ -30,16 +30,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from services.differ.resource_event import EventType, ResourceEvent
+from deltawatch.resource_identity import EventType, ResourceKey, without_managed_fields
+from services.differ.resource_event import ResourceEvent
 from services.differ.snapshot import (
     InstanceSnapshot,
     ListScope,
     PartitionSnapshot,
-    ResourceKey,
     SnapshotEntry,
     compact_json,
     entry_from_object,
-    without_managed_fields,
 )
 
 

@@ -16,23 +16,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 import orjson
 
+from deltawatch.resource_identity import EventType
+
 
 class PoisonRecord(Exception):
     """A record that can never be applied; the message says why (it goes to the DLQ)."""
-
-
-class EventType(StrEnum):
-    ADDED = "ADDED"
-    MODIFIED = "MODIFIED"
-    DELETED = "DELETED"
-    LISTED = "LISTED"
-    LIST_BEGIN = "LIST_BEGIN"
-    LIST_END = "LIST_END"
 
 
 MARKERS = frozenset({EventType.LIST_BEGIN, EventType.LIST_END})

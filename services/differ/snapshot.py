@@ -21,30 +21,17 @@ Nothing here does I/O; the changelog codec and the restore read/write these type
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import orjson
 
+from deltawatch.resource_identity import ResourceKey, without_managed_fields
+
 # Fields whose change alone is never a modification (CONTRACT §5).
 IGNORED_METADATA = ("resourceVersion", "managedFields", "generation")
 IGNORED_STATUS = ("observedGeneration",)
-
-
-class ResourceKey(NamedTuple):
-    """(group, version, kind, namespace, name); namespace is empty for cluster-scoped objects."""
-
-    group: str
-    version: str
-    kind: str
-    namespace: str
-    name: str
-
-    @classmethod
-    def of(cls, group: str, version: str, kind: str, namespace: str, name: str) -> ResourceKey:
-        return cls(sys.intern(group), sys.intern(version), sys.intern(kind), namespace, name)
 
 
 class ListScope(NamedTuple):
@@ -97,14 +84,6 @@ class SnapshotEntry:
 
     def __repr__(self) -> str:
         return f"SnapshotEntry(uid={self.uid!r}, digest={self.digest.hex()}, list={self.seen_list})"
-
-
-def without_managed_fields(obj: dict[str, Any]) -> dict[str, Any]:
-    """The object a delta reports: everything except ``metadata.managedFields``."""
-    metadata = obj.get("metadata")
-    if isinstance(metadata, dict) and "managedFields" in metadata:
-        obj = {**obj, "metadata": {k: v for k, v in metadata.items() if k != "managedFields"}}
-    return obj
 
 
 def content_digest(obj: dict[str, Any]) -> bytes:

@@ -48,6 +48,7 @@ from deltawatch.compacted_table import TableReadInterrupted
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import consume_available, make_consumer, make_producer, make_reader
 from deltawatch.logs import get_logger
+from deltawatch.resource_identity import EventType
 from deltawatch.settings import DifferSettings
 from deltawatch.shutdown import ShutdownFlag
 from services.differ import metrics
@@ -55,12 +56,7 @@ from services.differ.changelog_codec import encode_outcome
 from services.differ.dead_letter import dead_letter_value
 from services.differ.delta_events import delta_record, heartbeat_record, synced_record
 from services.differ.resource_diff import BatchOutcome, apply_batch
-from services.differ.resource_event import (
-    EventType,
-    PoisonRecord,
-    ResourceEvent,
-    parse_resource_event,
-)
+from services.differ.resource_event import PoisonRecord, ResourceEvent, parse_resource_event
 from services.differ.restore import restore_partition
 from services.differ.snapshot import SnapshotStore
 

@@ -17,7 +17,7 @@ import ipaddress
 import json
 import unicodedata
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -39,7 +39,7 @@ MAX_NAME_LENGTH = 253
 MAX_METADATA_BYTES = 64 * 1024
 MAX_INTERVAL_S = 2**31 - 1
 
-ERROR_CODES = (
+ErrorCode = Literal[
     "malformed-json",
     "unknown-action",
     "invalid-field",
@@ -53,7 +53,8 @@ ERROR_CODES = (
     "invalid-secret",
     "already-exists",
     "not-found",
-)
+]
+ERROR_CODES: tuple[str, ...] = get_args(ErrorCode)
 ACTIONS = (
     "create",
     "update",
@@ -191,30 +192,32 @@ class SubscriptionRequest(BaseModel):
     )
 
 
-class CreateCommand(BaseModel):
+class _InstanceCommand(BaseModel):
+    """What every command on one instance's subscriptions carries, in this field order.
+
+    Each subclass narrows ``action`` to its one value (the union's discriminator); an
+    overridden field keeps its place, so validation errors and the generated schema list the
+    fields as CONTRACT §4 writes them."""
+
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     command_id: StrictStr = Field(alias="command-id", min_length=1)
+    action: str
+    instance_id: InstanceId = Field(alias="instance-id")
+
+
+class CreateCommand(_InstanceCommand):
     action: Literal["create"]
-    instance_id: InstanceId = Field(alias="instance-id")
     subscription: SubscriptionRequest
 
 
-class UpdateCommand(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    command_id: StrictStr = Field(alias="command-id", min_length=1)
+class UpdateCommand(_InstanceCommand):
     action: Literal["update"]
-    instance_id: InstanceId = Field(alias="instance-id")
     subscription: SubscriptionRequest
 
 
-class DeleteCommand(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
-
-    command_id: StrictStr = Field(alias="command-id", min_length=1)
+class DeleteCommand(_InstanceCommand):
     action: Literal["delete"]
-    instance_id: InstanceId = Field(alias="instance-id")
     subscription_name: Name = Field(alias="subscription-name")
 
 
@@ -240,21 +243,7 @@ COMMAND_ADAPTER: TypeAdapter[CreateCommand | UpdateCommand | DeleteCommand | Cps
 
 
 class CommandError(BaseModel):
-    code: Literal[
-        "malformed-json",
-        "unknown-action",
-        "invalid-field",
-        "invalid-name",
-        "name-too-long",
-        "reserved-instance-id",
-        "invalid-url",
-        "invalid-interval",
-        "metadata-too-large",
-        "forbidden-network",
-        "invalid-secret",
-        "already-exists",
-        "not-found",
-    ]
+    code: ErrorCode
     message: str
 
 

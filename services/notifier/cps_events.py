@@ -2,7 +2,7 @@
 
 The notifier's coalescing engine decides *when* an anchor's net delta is due and *what* it is;
 this module only says how CPS consumers see it, so the mapping can be tested exhaustively
-without Kafka and the Kafka edge (:mod:`services.notifier.cps_publisher`) stays trivial.
+without Kafka and the Kafka edge (:mod:`services.notifier.cps_event_writer`) stays trivial.
 
 Input: an :class:`AnchorDelta` — dataspace, anchor, the net :class:`ResourceChange` list (for
 a modification both the object the subscriber was last told of and the new one), the observed
@@ -47,16 +47,17 @@ from cloudevents.core.v1.event import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deltawatch.cloud_events import KafkaRecord, new_event, to_kafka
-from services.notifier.cps_xpath import ROOT_XPATH, ResourceKey, resource_xpath
+from deltawatch.resource_identity import ResourceKey
+from services.notifier.cps_xpath import ROOT_XPATH, resource_xpath
 from services.notifier.merge_patch import changed_leaves, json_equal, merge_patch_diff
 
 EventFormat = Literal["delta", "cps"]
 ChangeAction = Literal["created", "deleted", "modified"]
 Operation = Literal["CREATE", "UPDATE", "DELETE"]
 
-DELTA_SOURCE = "urn:cps:org.onap.cps"
-DELTA_TYPE = "org.onap.cps.data-updated-delta-event"
-DELTA_DATASCHEMA = "urn:cps:org.onap.cps:data-updated-event-schema:v1"
+CPS_DELTA_SOURCE = "urn:cps:org.onap.cps"
+CPS_DELTA_TYPE = "org.onap.cps.data-updated-delta-event"
+CPS_DELTA_DATASCHEMA = "urn:cps:org.onap.cps:data-updated-event-schema:v1"
 
 CPS_SOURCE = "CPS"
 CPS_TYPE = "org.onap.cps.events.model.CpsDataUpdatedEvent"
@@ -204,9 +205,9 @@ def _delta_event(
     return CpsEvent(
         key=anchor_key(delta.dataspace, delta.anchor),
         event_id=_event_id("delta", delta.dataspace, delta.anchor, delta.notification_id),
-        event_type=DELTA_TYPE,
-        source=DELTA_SOURCE,
-        dataschema=DELTA_DATASCHEMA,
+        event_type=CPS_DELTA_TYPE,
+        source=CPS_DELTA_SOURCE,
+        dataschema=CPS_DELTA_DATASCHEMA,
         time=delta.observed_at,
         data=data,
     )

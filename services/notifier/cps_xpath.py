@@ -29,30 +29,13 @@ one, which is what an XPath predicate over such a node would see::
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+
+from deltawatch.resource_identity import ResourceKey
 
 ROOT_XPATH = "/instance-status"
 """The anchor's root node: the ``xpath`` of a ``delta``-format event as a whole."""
 
 _RESOURCES = f"{ROOT_XPATH}/resources"
-
-
-@dataclass(frozen=True, order=True)
-class ResourceKey:
-    """A resource key of CONTRACT's glossary: (group, version, kind, namespace, name).
-
-    ``namespace`` is ``""`` for cluster-scoped objects; ``group`` is ``""`` for the core group.
-    """
-
-    group: str
-    version: str
-    kind: str
-    namespace: str
-    name: str
-
-    @property
-    def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
 
 
 def xpath_literal(value: str) -> str:

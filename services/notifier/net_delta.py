@@ -24,23 +24,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from deltawatch.resource_identity import ResourceKey
+
 Entry = dict[str, Any]
 CHANGE_KINDS = ("created", "deleted", "modified")
 
 
 def resource_key(entry: Entry) -> str:
-    """``group/version/Kind/namespace/name`` of a ResourceStatus entry."""
+    """The :attr:`ResourceKey.path` of a ResourceStatus entry (lenient: any value is spelt)."""
     gvk = entry.get("GVK") or {}
-    return "/".join(
-        str(part)
-        for part in (
-            gvk.get("Group", ""),
-            gvk.get("Version", ""),
-            gvk.get("Kind", ""),
-            entry.get("namespace", ""),
-            entry.get("name", ""),
-        )
-    )
+    return ResourceKey(
+        str(gvk.get("Group", "")),
+        str(gvk.get("Version", "")),
+        str(gvk.get("Kind", "")),
+        str(entry.get("namespace", "")),
+        str(entry.get("name", "")),
+    ).path
 
 
 @dataclass(frozen=True)

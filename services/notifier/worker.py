@@ -56,7 +56,7 @@ from confluent_kafka import (
 from pydantic import ValidationError
 
 from deltawatch.call_deadline import call_deadline
-from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms
+from deltawatch.cloud_events import DELTA_TYPE, CloudEventDecodeError, from_kafka, rfc3339_ms
 from deltawatch.compacted_table import read_table
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import consume_available, make_consumer, make_producer
@@ -84,9 +84,9 @@ from services.notifier.commands import (
     url_host_port,
 )
 from services.notifier.cps_directory import CpsDirectory, CpsDirectoryReader
+from services.notifier.cps_event_writer import CpsEventWriter
 from services.notifier.cps_events import AnchorView
 from services.notifier.cps_lanes import CpsLane, CpsLanes, is_lane_target
-from services.notifier.cps_publisher import CpsPublisher
 from services.notifier.cps_subscriptions import DataspaceSubscription
 from services.notifier.dead_letter import DeadLetter
 from services.notifier.deliveries import AttemptReport, Deliveries, DeliveryJob, Target
@@ -101,7 +101,6 @@ from services.notifier.subscription_state import (
 )
 from services.notifier.webhook_signing import secret_key
 
-DELTA_TYPE = "org.deltawatch.instance.status.delta"
 _CONSUMER_OVERRIDES: dict[str, Any] = {
     # Same partition numbers of commands and deltas on the same member (co-partitioning).
     "partition.assignment.strategy": "range",
@@ -175,7 +174,7 @@ class _Turn:
 
 
 class _TurnProducer:
-    """The producer :class:`CpsPublisher` writes to: records join the turn's transaction.
+    """The producer :class:`CpsEventWriter` writes to: records join the turn's transaction.
 
     Stamped with the turn's clock, the one the throttle window is kept with, so the record
     timestamps of a lane's events are ``DELTAWATCH_CPS_MIN_NOTIFY_INTERVAL`` apart at least.
@@ -690,9 +689,9 @@ class NotifierWorker:
             self._drop_cps_lane(target, turn)  # unsubscribed since the change was queued
             return
         lane = self.cps_lanes.lanes[target]
-        publisher = CpsPublisher.from_settings(_TurnProducer(turn, int(now * 1000)), self.settings)
+        writer = CpsEventWriter.from_settings(_TurnProducer(turn, int(now * 1000)), self.settings)
         observed = outgoing.observed_at if outgoing.observed_at is not None else now
-        events = publisher.publish_net_delta(
+        events = writer.write_net_delta(
             dataspace=lane.dataspace,
             anchor=lane.anchor,
             view=lane.view,

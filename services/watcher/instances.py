@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.watcher.records import EventType, Obj, instance_label_value
+from deltawatch.resource_identity import EventType
+from services.watcher.records import Obj, instance_label_value
 
 
 @dataclass(frozen=True)
@@ -55,14 +56,14 @@ class InstanceIndex:
         uid = self._uid(obj)
         now = instance_label_value(obj, self.label)
         before = self._by_uid.get(uid)
-        if event_type == "DELETED":
+        if event_type == EventType.DELETED:
             self._by_uid.pop(uid, None)
             owner = before or now
-            return [Routed("DELETED", owner)] if owner else []
+            return [Routed(EventType.DELETED, owner)] if owner else []
         if now is None:  # label gone but the server still matched it: treat as leaving
             self._by_uid.pop(uid, None)
-            return [Routed("DELETED", before)] if before else []
+            return [Routed(EventType.DELETED, before)] if before else []
         self._by_uid[uid] = now
         if before is not None and before != now:
-            return [Routed("DELETED", before), Routed("ADDED", now)]
+            return [Routed(EventType.DELETED, before), Routed(EventType.ADDED, now)]
         return [Routed(event_type, now)]

@@ -14,7 +14,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from deltawatch.settings import GroupVersionKind
+from deltawatch.resource_identity import GroupVersionKind, api_version
 
 
 @dataclass(frozen=True, order=True)
@@ -36,7 +36,7 @@ class WatchTarget:
 
     @property
     def api_version(self) -> str:
-        return f"{self.group}/{self.version}" if self.group else self.version
+        return api_version(self.group, self.version)
 
     def __str__(self) -> str:
         where = self.namespace if self.namespace is not None else "*"

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from deltawatch.resource_identity import EventType, without_managed_fields
 from services.watcher.kinds import WatchTarget
 
-EventType = Literal["ADDED", "MODIFIED", "DELETED", "LISTED", "LIST_BEGIN", "LIST_END"]
 ListReason = Literal["initial", "expired", "error", "restart"]
 Obj = dict[str, Any]
 
@@ -27,16 +27,6 @@ class ListRun:
     list_id: str
     reason: ListReason
     resource_version: str
-
-
-def without_managed_fields(obj: Obj) -> Obj:
-    """A shallow copy of ``obj`` whose metadata lacks ``managedFields``."""
-    metadata = obj.get("metadata")
-    if not isinstance(metadata, dict) or "managedFields" not in metadata:
-        return obj
-    trimmed = dict(obj)
-    trimmed["metadata"] = {k: v for k, v in metadata.items() if k != "managedFields"}
-    return trimmed
 
 
 def instance_label_value(obj: Obj, label: str) -> str | None:
@@ -75,7 +65,7 @@ def object_record(
 
 
 def marker_record(
-    event_type: Literal["LIST_BEGIN", "LIST_END"],
+    event_type: Literal[EventType.LIST_BEGIN, EventType.LIST_END],
     target: WatchTarget,
     list_run: ListRun,
     *,

@@ -13,12 +13,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Literal
 
 from kubernetes.client import ApiClient
 
 from deltawatch.avro_serde import AvroSerde
 from deltawatch.health import HealthState
 from deltawatch.logs import get_logger
+from deltawatch.resource_identity import EventType
 from services.watcher import kube_api
 from services.watcher.backoff import Backoff
 from services.watcher.instances import InstanceIndex
@@ -26,7 +28,7 @@ from services.watcher.kinds import WatchTarget
 from services.watcher.listwatch import Hooks, ListBegan, Listed, ListEnded, ListWatch, Watched
 from services.watcher.metrics import WatcherMetrics
 from services.watcher.outbox import Outbox, Outgoing
-from services.watcher.records import EventType, ListReason, Obj, marker_record, object_record
+from services.watcher.records import ListReason, ListRun, Obj, marker_record, object_record
 
 
 class TargetWatch:
@@ -156,7 +158,7 @@ class TargetWatch:
             if instance is None:
                 return True
             record = object_record(
-                "LISTED",
+                EventType.LISTED,
                 self.target,
                 observation.obj,
                 instance,
@@ -164,7 +166,7 @@ class TargetWatch:
                 observed_at=now,
                 list_run=observation.run,
             )
-            return self._enqueue(record, instance, "LISTED")
+            return self._enqueue(record, instance, EventType.LISTED)
         if isinstance(observation, ListBegan):
             self.index.start_list()
             self.metrics.relists.labels(self.kind, observation.run.reason).inc()
@@ -174,28 +176,33 @@ class TargetWatch:
                 reason=observation.run.reason,
                 resource_version=observation.run.resource_version,
             )
-            record = marker_record(
-                "LIST_BEGIN",
-                self.target,
-                observation.run,
-                cluster=self.cluster,
-                observed_at=now,
-                namespaced=observation.served.namespaced,
-            )
-            return self._enqueue(record, None, "LIST_BEGIN")
+            return self._mark(EventType.LIST_BEGIN, observation.run, observation.served, now)
         if isinstance(observation, ListEnded):
             self.log.info("list ends", list_id=observation.run.list_id, objects=observation.count)
-            record = marker_record(
-                "LIST_END",
-                self.target,
-                observation.run,
-                cluster=self.cluster,
-                observed_at=now,
-                namespaced=observation.served.namespaced,
-            )
             on_delivered = None if self._first_list_done else self._first_list_published
-            return self._enqueue(record, None, "LIST_END", on_delivered)
+            return self._mark(
+                EventType.LIST_END, observation.run, observation.served, now, on_delivered
+            )
         return True
+
+    def _mark(
+        self,
+        event_type: Literal[EventType.LIST_BEGIN, EventType.LIST_END],
+        run: ListRun,
+        served: kube_api.ServedKind,
+        now: datetime,
+        on_delivered: Callable[[], None] | None = None,
+    ) -> bool:
+        """A list marker, sent to every partition (no key)."""
+        record = marker_record(
+            event_type,
+            self.target,
+            run,
+            cluster=self.cluster,
+            observed_at=now,
+            namespaced=served.namespaced,
+        )
+        return self._enqueue(record, None, event_type, on_delivered)
 
     def _put(self, event_type: EventType, obj: Obj, instance: str, now: datetime) -> bool:
         record = object_record(
@@ -223,7 +230,7 @@ class TargetWatch:
 
 def _event_type(text: str) -> EventType:
     if text == "ADDED":
-        return "ADDED"
+        return EventType.ADDED
     if text == "DELETED":
-        return "DELETED"
-    return "MODIFIED"
+        return EventType.DELETED
+    return EventType.MODIFIED

@@ -20,7 +20,7 @@ import pytest
 from confluent_kafka import Consumer, Producer
 from kubernetes.client import ApiClient
 
-from deltawatch.cloud_events import from_kafka, header_value
+from deltawatch.cloud_events import DELTA_TYPE, from_kafka, header_value
 from deltawatch.compose_stack import ComposeStack
 from deltawatch.localkube import ops
 from tests.compose.waiting import STACK_SETUP_TIMEOUT_S, await_condition
@@ -32,7 +32,6 @@ COMMANDS = "deltawatch.subscription-commands"
 RESULTS = "deltawatch.subscription-command-results"
 SUBSCRIPTIONS = "deltawatch.subscriptions"
 DELTAS = "deltawatch.resource-deltas"
-DELTA_TYPE = "org.deltawatch.instance.status.delta"
 
 
 # -- what a user does from the host ---------------------------------------------------------------

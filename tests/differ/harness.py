@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from deltawatch.avro_serde import AvroSerde
-from deltawatch.cloud_events import from_kafka
+from deltawatch.cloud_events import DELTA_TYPE, from_kafka
 from deltawatch.local_state import free_port
 from deltawatch.topics import TopicSpec, ensure_topics
 
@@ -285,8 +285,7 @@ class TopicReader:
         return [
             d
             for d in self.seen
-            if d.type == "org.deltawatch.instance.status.delta"
-            and (instance is None or d.headers["ce_subject"] == instance)
+            if d.type == DELTA_TYPE and (instance is None or d.headers["ce_subject"] == instance)
         ]
 
     def of_type(self, suffix: str) -> list[Delivered]:

@@ -7,17 +7,19 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from deltawatch.cloud_events import KafkaRecord, from_kafka, new_event, to_kafka
-from services.differ.delta_events import (
+from deltawatch.cloud_events import (
     DELTA_TYPE,
     HEARTBEAT_TYPE,
     SYNCED_TYPE,
-    delta_record,
-    heartbeat_record,
-    synced_record,
+    KafkaRecord,
+    from_kafka,
+    new_event,
+    to_kafka,
 )
+from deltawatch.resource_identity import ResourceKey
+from services.differ.delta_events import delta_record, heartbeat_record, synced_record
 from services.differ.resource_diff import InstanceDelta, ReportedResource, SyncedNotice
-from services.differ.snapshot import ListScope, ResourceKey
+from services.differ.snapshot import ListScope
 
 SOURCE = "/deltawatch/clusters/c1"
 TIMES = [

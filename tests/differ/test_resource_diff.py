@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
+from deltawatch.resource_identity import EventType, ResourceKey
 from services.differ.changelog_codec import SnapshotBuilder, encode_outcome, encode_snapshot
 from services.differ.resource_diff import BatchOutcome, apply_batch
-from services.differ.resource_event import EventType, ResourceEvent
-from services.differ.snapshot import PartitionSnapshot, ResourceKey
+from services.differ.resource_event import ResourceEvent
+from services.differ.snapshot import PartitionSnapshot
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

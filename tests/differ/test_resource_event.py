@@ -17,10 +17,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from deltawatch.resource_identity import EventType, ResourceKey
 from services.differ.changelog_codec import encode_outcome
 from services.differ.resource_diff import BatchOutcome
-from services.differ.resource_event import EventType, PoisonRecord, parse_resource_event
-from services.differ.snapshot import ResourceKey, SnapshotEntry, compact_json, content_digest
+from services.differ.resource_event import PoisonRecord, parse_resource_event
+from services.differ.snapshot import SnapshotEntry, compact_json, content_digest
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 

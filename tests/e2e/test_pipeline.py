@@ -14,7 +14,8 @@ from deltawatch.callback_sink import CallbackSink, ReceivedCallback
 from deltawatch.command_client import send_command
 from deltawatch.demo.story import InstanceStory
 from deltawatch.localkube import ops
-from services.notifier.cps_xpath import ResourceKey, resource_xpath
+from deltawatch.resource_identity import ResourceKey
+from services.notifier.cps_xpath import resource_xpath
 from tests.e2e.conftest import Pipeline
 from tests.notifier_cps_wiring.conftest import CpsRecord, of_anchor, wait_cps
 

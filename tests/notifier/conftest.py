@@ -19,15 +19,13 @@ import pytest
 from confluent_kafka import TopicPartition
 from cryptography.fernet import Fernet
 
-from deltawatch.cloud_events import new_event, to_kafka
+from deltawatch.cloud_events import DELTA_TYPE, new_event, to_kafka
 from deltawatch.compacted_table import end_offsets
 from deltawatch.kafka_clients import make_producer, make_reader
 from deltawatch.local_state import free_port
 from deltawatch.settings import CommonSettings
 from tests.fixtures.http_sink import HttpSink
 from tests.fixtures.kafka import committed_records
-
-DELTA_TYPE = "org.deltawatch.instance.status.delta"
 
 
 def pod(name: str, phase: str = "Running", namespace: str = "ns") -> dict[str, Any]:

@@ -12,6 +12,7 @@ import pytest
 from pydantic import ValidationError
 
 from deltawatch.cloud_events import from_kafka
+from deltawatch.resource_identity import ResourceKey
 from services.notifier.cps_events import (
     AnchorDelta,
     AnchorView,
@@ -23,7 +24,6 @@ from services.notifier.cps_events import (
     delta_operation,
     observed_timestamp,
 )
-from services.notifier.cps_xpath import ResourceKey
 from services.notifier.merge_patch import apply_merge_patch
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from deltawatch.resource_identity import ResourceKey
 from services.notifier.cps_xpath import (
-    ResourceKey,
     XPathParseError,
     parse_resource_xpath,
     resource_xpath,

@@ -23,7 +23,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from deltawatch.localkube import ops
-from tests.reliability.oracle import Obj, ResourceKey, object_key
+from tests.reliability.oracle import Obj, ObjectKey, object_key
 
 INSTANCE_LABEL = "k8splugin.io/rb-instance-id"
 # what the driver changes, hence what the oracle compares
@@ -102,9 +102,9 @@ class ClusterDriver:
             time.sleep(min(0.05 * (attempt + 1), 0.5))  # backoff between attempts, not a sync
         raise RuntimeError(f"{operation.__name__} kept failing")
 
-    def truth(self, instance: str) -> dict[ResourceKey, Obj]:
+    def truth(self, instance: str) -> dict[ObjectKey, Obj]:
         """The instance's objects as the API server holds them now."""
-        found: dict[ResourceKey, Obj] = {}
+        found: dict[ObjectKey, Obj] = {}
         for api_version, kind in KINDS:
             page = ops.list_objects(
                 self.api,

@@ -31,7 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Obj = dict[str, Any]
-ResourceKey = tuple[str, str, str]  # (kind, namespace, name)
+ObjectKey = tuple[str, str, str]
+"""(kind, namespace, name): how the oracle names an object (not the contract's ResourceKey)."""
 
 THROTTLE_SLACK_S = 0.05
 
@@ -71,11 +72,11 @@ class Verdict:
         return not self.problems
 
 
-def entry_key(entry: Mapping[str, Any]) -> ResourceKey:
+def entry_key(entry: Mapping[str, Any]) -> ObjectKey:
     return (str(entry["GVK"]["Kind"]), str(entry.get("namespace") or ""), str(entry["name"]))
 
 
-def object_key(obj: Mapping[str, Any]) -> ResourceKey:
+def object_key(obj: Mapping[str, Any]) -> ObjectKey:
     meta = obj["metadata"]
     return (str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
 
@@ -102,8 +103,8 @@ def delivered_in_order(receipts: Iterable[Receipt]) -> tuple[list[Receipt], Verd
 
 
 def reconstruct(
-    baseline: Mapping[ResourceKey, Obj], delivered: Sequence[Receipt]
-) -> dict[ResourceKey, Obj]:
+    baseline: Mapping[ObjectKey, Obj], delivered: Sequence[Receipt]
+) -> dict[ObjectKey, Obj]:
     """Apply each notification's net change, in order, to the baseline."""
     state = dict(baseline)
     for receipt in delivered:
@@ -126,7 +127,7 @@ def _field(obj: Mapping[str, Any], dotted: str) -> Any:
 
 
 def compare_states(
-    told: Mapping[ResourceKey, Obj], truth: Mapping[ResourceKey, Obj], fields: Sequence[str]
+    told: Mapping[ObjectKey, Obj], truth: Mapping[ObjectKey, Obj], fields: Sequence[str]
 ) -> list[str]:
     """Differences between what the subscriber reconstructed and the cluster's truth."""
     problems = [f"lost: {key} exists but was never told" for key in sorted(truth.keys() - told)]
@@ -160,8 +161,8 @@ def throttle_violations(
 
 def check_subscription(
     receipts: Sequence[Receipt],
-    baseline: Mapping[ResourceKey, Obj],
-    truth: Mapping[ResourceKey, Obj],
+    baseline: Mapping[ObjectKey, Obj],
+    truth: Mapping[ObjectKey, Obj],
     *,
     interval_s: float,
     fields: Sequence[str],

@@ -24,7 +24,7 @@ import httpx
 from confluent_kafka import Message
 from prometheus_client.parser import text_string_to_metric_families
 
-from deltawatch.cloud_events import CloudEventDecodeError, from_kafka
+from deltawatch.cloud_events import DELTA_TYPE, CloudEventDecodeError, from_kafka
 from deltawatch.command_client import send_command
 from deltawatch.local_pipeline import WorkerProcess, start_worker, wait_ready
 from deltawatch.localkube import ops
@@ -33,14 +33,13 @@ from tests.fixtures.kafka import committed_records
 from tests.reliability.cluster_driver import COMPARED_FIELDS, ClusterDriver
 from tests.reliability.oracle import (
     Obj,
-    ResourceKey,
+    ObjectKey,
     Verdict,
     check_subscription,
     sequence_violations,
 )
 from tests.reliability.recording_sink import RecordingSink
 
-DELTA_TYPE = "org.deltawatch.instance.status.delta"
 SEED_VARIABLE = "DELTAWATCH_RELIABILITY_SEED"
 # A killed consumer's partitions wait for its session to expire: keep that short in tests.
 FAST_GROUPS = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 1000}
@@ -227,7 +226,7 @@ class PipelineRun:
         self.subscriptions.append(subscription)
 
     # -- the checks -----------------------------------------------------------------------
-    def verdicts(self, truth: dict[str, dict[ResourceKey, Obj]]) -> dict[Subscription, Verdict]:
+    def verdicts(self, truth: dict[str, dict[ObjectKey, Obj]]) -> dict[Subscription, Verdict]:
         return {
             s: check_subscription(
                 self.sink.receipts(s.path),

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from tests.reliability.oracle import (
+    ObjectKey,
     Receipt,
-    ResourceKey,
     Verdict,
     check_subscription,
     compare_states,
@@ -61,7 +61,7 @@ def receipt(
     return Receipt(webhook_id, at, json.dumps(body).encode(), answered)
 
 
-def key(name: str) -> ResourceKey:
+def key(name: str) -> ObjectKey:
     return ("ConfigMap", "ns", name)
 
 
@@ -111,7 +111,7 @@ def test_a_baseline_object_needs_no_callback() -> None:
     ],
 )
 def test_state_losses_are_caught(
-    history: list[Receipt], truth: dict[ResourceKey, Any], expected: str
+    history: list[Receipt], truth: dict[ObjectKey, Any], expected: str
 ) -> None:
     verdict = check_subscription(history, {}, truth, interval_s=0, fields=["data", "metadata.uid"])
     assert any(expected in p for p in verdict.problems), verdict.problems

@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
+from deltawatch.resource_identity import GroupVersionKind
 from deltawatch.settings import (
     DifferSettings,
-    GroupVersionKind,
     NotifierSettings,
     SettingsError,
     WatcherSettings,

@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from deltawatch.avro_serde import AvroSerde
-from deltawatch.settings import GroupVersionKind
+from deltawatch.resource_identity import EventType, GroupVersionKind
 from services.watcher.backoff import Backoff
 from services.watcher.instances import InstanceIndex, Routed
 from services.watcher.kinds import (
@@ -229,7 +229,7 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
     record = serde.decode(
         serde.encode(
             object_record(
-                "LISTED", target, obj, "inst-1", cluster="c1", observed_at=at, list_run=run
+                EventType.LISTED, target, obj, "inst-1", cluster="c1", observed_at=at, list_run=run
             )
         )
     )
@@ -255,7 +255,7 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
     assert "managedFields" in obj["metadata"]  # the caller's object is left alone
 
     marker = serde.decode(
-        serde.encode(marker_record("LIST_END", target, run, cluster="c1", observed_at=at))
+        serde.encode(marker_record(EventType.LIST_END, target, run, cluster="c1", observed_at=at))
     )
     assert marker["type"] == "LIST_END"
     assert marker["instance_id"] is None
@@ -267,7 +267,7 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
         "L1",
     )
     cluster_scoped = marker_record(
-        "LIST_BEGIN", target, run, cluster="c1", observed_at=at, namespaced=False
+        EventType.LIST_BEGIN, target, run, cluster="c1", observed_at=at, namespaced=False
     )
     assert cluster_scoped["namespace"] is None
 

@@ -16,8 +16,8 @@ from deltawatch.cloud_events import from_kafka
 from deltawatch.kafka_clients import make_admin, make_producer, make_reader
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import contract_topics, ensure_topics
+from services.notifier.cps_event_writer import CpsEventWriter
 from services.notifier.cps_events import AnchorView, EventFormat
-from services.notifier.cps_publisher import CpsPublisher
 
 pytestmark = pytest.mark.kafka
 
@@ -85,11 +85,11 @@ def test_committed_events_arrive_aborted_ones_never(
     settings = _settings(topic_env, monkeypatch, event_format)
     producer = make_producer(settings, transactional_id=f"cps-test-{uuid.uuid4().hex}")
     producer.init_transactions(30)
-    publisher = CpsPublisher.from_settings(producer, settings)
+    writer = CpsEventWriter.from_settings(producer, settings)
     view = AnchorView()
 
     producer.begin_transaction()
-    created = publisher.publish_net_delta(
+    created = writer.write_net_delta(
         dataspace="ds1",
         anchor="inst-1",
         view=view,
@@ -103,7 +103,7 @@ def test_committed_events_arrive_aborted_ones_never(
     # caller restores its view (here: simply by not keeping the advanced copy).
     scratch = AnchorView.from_json(view.to_json())
     producer.begin_transaction()
-    aborted = publisher.publish_net_delta(
+    aborted = writer.write_net_delta(
         dataspace="ds1",
         anchor="inst-1",
         view=scratch,
@@ -114,7 +114,7 @@ def test_committed_events_arrive_aborted_ones_never(
     producer.abort_transaction(30)
 
     producer.begin_transaction()
-    modified = publisher.publish_net_delta(
+    modified = writer.write_net_delta(
         dataspace="ds1",
         anchor="inst-1",
         view=view,

@@ -1,12 +1,13 @@
-"""Kafka edge of CPS delta notification: produce events into the caller's open transaction.
+"""CPS events written into a transaction the caller owns: formed and produced, never committed.
 
 Exactly-once for CPS consumers (CONTRACT §7, issue 6) comes from one Kafka transaction per
 notifier batch holding the CPS events, the notifier's state changelogs and the offsets of the
 deltas they came from. That transaction belongs to the notifier's loop, which also writes
-callbacks' state and results in it; so this publisher never begins, commits, aborts or flushes
-anything. It only turns :class:`~services.notifier.cps_events.AnchorDelta` values into records
-and ``produce()``s them on the producer it is handed, inside whatever transaction is open. If
-the loop aborts, the events vanish with it; if it commits, they appear once.
+callbacks' state and results in it; so this writer never begins, commits, aborts or flushes
+anything, and publishes nothing by itself. It only turns
+:class:`~services.notifier.cps_events.AnchorDelta` values into records and ``produce()``s them
+on the producer it is handed, inside whatever transaction is open. If the loop aborts, the
+events vanish with it; if it commits, they appear once.
 
 Per-lane memory (:class:`~services.notifier.cps_events.AnchorView`) is the caller's too: it is
 advanced here, and the caller persists it in the same transaction.
@@ -63,8 +64,8 @@ class TransactionalProducer(Protocol):
     def poll(self, timeout: float = ...) -> int: ...
 
 
-class CpsPublisher:
-    """Produces CPS events on ``DELTAWATCH_CPS_TOPIC`` through a producer it does not own."""
+class CpsEventWriter:
+    """Writes CPS events to ``DELTAWATCH_CPS_TOPIC`` through a producer it does not own."""
 
     def __init__(
         self,
@@ -82,7 +83,7 @@ class CpsPublisher:
     @classmethod
     def from_settings(
         cls, producer: TransactionalProducer, settings: NotifierSettings
-    ) -> CpsPublisher:
+    ) -> CpsEventWriter:
         return cls(
             producer,
             settings.cps_topic,
@@ -90,7 +91,7 @@ class CpsPublisher:
             schema_set=settings.cps_schema_set,
         )
 
-    def publish(self, deltas: Iterable[AnchorDelta]) -> list[CpsEvent]:
+    def write(self, deltas: Iterable[AnchorDelta]) -> list[CpsEvent]:
         """Produce every delta's events, in order; returns what was produced."""
         produced: list[CpsEvent] = []
         for delta in deltas:
@@ -105,7 +106,7 @@ class CpsPublisher:
             produced.extend(events)
         return produced
 
-    def publish_net_delta(
+    def write_net_delta(
         self,
         *,
         dataspace: str,
@@ -132,7 +133,7 @@ class CpsPublisher:
             first_delta=step.first_delta,
             anchor_gone=step.anchor_gone,
         )
-        return self.publish([delta])
+        return self.write([delta])
 
     def _produce(self, event: CpsEvent) -> None:
         record = event.record()
