@@ -64,11 +64,11 @@ from confluent_kafka.admin import AdminClient
 from deltawatch.avro_serde import AvroSerde
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import make_reader
-from deltawatch.localkafka.broker import LocalKafkaBroker
 from deltawatch.logs import configure_logging
 from deltawatch.settings import DifferSettings
 from deltawatch.shutdown import ShutdownFlag
 from deltawatch.topics import TopicSpec, ensure_topics
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 from services.differ.changelog_codec import encode_snapshot
 from services.differ.resource_diff import apply_batch
 from services.differ.resource_event import parse_resource_event

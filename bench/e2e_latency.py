@@ -24,13 +24,13 @@ from pathlib import Path
 
 from kubernetes.client import ApiClient
 
-from deltawatch.callback_sink import CallbackSink, ReceivedCallback
 from deltawatch.command_client import send_command
-from deltawatch.local_pipeline import WORKERS, start_worker, stop_workers, wait_ready
-from deltawatch.localkafka.broker import LocalKafkaBroker
-from deltawatch.localkube import ops
-from deltawatch.localkube.server import LocalKubeServer
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.callback_sink import CallbackSink, ReceivedCallback
+from deltawatch_tools.local_pipeline import WORKERS, start_worker, stop_workers, wait_ready
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
+from deltawatch_tools.localkube import ops
+from deltawatch_tools.localkube.server import LocalKubeServer
 
 LABEL = "k8splugin.io/rb-instance-id"
 

@@ -40,9 +40,9 @@ from cryptography.fernet import Fernet
 
 from deltawatch.cloud_events import DELTA_TYPE, new_event, to_kafka
 from deltawatch.kafka_clients import make_producer
-from deltawatch.local_state import free_port
-from deltawatch.localkafka.broker import LocalKafkaBroker
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.local_state import free_port
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 
 
 def bootstrap() -> str:

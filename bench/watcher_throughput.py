@@ -156,9 +156,9 @@ def main() -> None:
 
     import httpx
 
-    from deltawatch.local_state import free_port
-    from deltawatch.localkafka.broker import LocalKafkaBroker
-    from deltawatch.localkube import KubeOptions, LocalKubeServer, ops
+    from deltawatch_tools.local_state import free_port
+    from deltawatch_tools.localkafka.broker import LocalKafkaBroker
+    from deltawatch_tools.localkube import KubeOptions, LocalKubeServer, ops
 
     broker = LocalKafkaBroker()
     bootstrap = (broker.status() or broker.start()).bootstrap

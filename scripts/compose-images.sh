@@ -131,7 +131,7 @@ python_slim() {
 kafka() {
   local tag=apache/kafka:4.1.1
   present "$tag" kafka || pulled "$tag" && return 0
-  "$PYTHON" -c 'from deltawatch.localkafka.broker import LocalKafkaBroker; LocalKafkaBroker("4.1.1").ensure_jars()'
+  "$PYTHON" -c 'from deltawatch_tools.localkafka.broker import LocalKafkaBroker; LocalKafkaBroker("4.1.1").ensure_jars()'
   local libs="${DELTAWATCH_CACHE_DIR:-$HOME/.cache/deltawatch}/kafka/4.1.1/libs" tools="$CACHE/kafka-tools-4.1.1"
   if [ ! -f "$tools/kafka-tools-4.1.1.jar" ]; then
     say "fetching org.apache.kafka:kafka-tools:4.1.1 from Maven Central (for the health check)"
@@ -148,7 +148,7 @@ kafka() {
 kube_component() {  # component tag
   present "$2" "$1" || pulled "$2" && return 0
   local bin
-  bin="$("$PYTHON" -c "import sys; from deltawatch.localkube.build import ensure_binaries; b = ensure_binaries(sys.stderr); print(b.etcd if '$1' == 'etcd' else b.kube_apiserver)")"
+  bin="$("$PYTHON" -c "import sys; from deltawatch_tools.localkube.build import ensure_binaries; b = ensure_binaries(sys.stderr); print(b.etcd if '$1' == 'etcd' else b.kube_apiserver)")"
   local ctx
   ctx="$(context_for "$1")"
   link_into "$bin" "$ctx/$1"

@@ -3,10 +3,10 @@
 # pytest, e.g. `bash scripts/test.sh tests/kafka -x`.
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 echo "[test] ruff check" >&2
-ruff check deltawatch services tests bench
+ruff check deltawatch deltawatch_tools services tests bench
 echo "[test] ruff format --check" >&2
-ruff format --check deltawatch services tests bench
-echo "[test] mypy --strict deltawatch services" >&2
-mypy --strict deltawatch services
+ruff format --check deltawatch deltawatch_tools services tests bench
+echo "[test] mypy --strict deltawatch deltawatch_tools services" >&2
+mypy --strict deltawatch deltawatch_tools services
 echo "[test] pytest" >&2
 exec pytest "$@"

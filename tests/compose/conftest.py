@@ -27,8 +27,14 @@ import pytest
 from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
-from deltawatch.compose_stack import HOST_PORTS, ComposeStack, bring_up, prepare, standin_images
-from deltawatch.local_state import cache_dir, free_port
+from deltawatch_tools.compose_stack import (
+    HOST_PORTS,
+    ComposeStack,
+    bring_up,
+    prepare,
+    standin_images,
+)
+from deltawatch_tools.local_state import cache_dir, free_port
 from tests.compose.waiting import STACK_SETUP_TIMEOUT_S, await_condition
 
 KUBE_TOKEN = "deltawatch-compose-local-token"  # compose/kube/tokens.csv

@@ -18,13 +18,13 @@ import jsonschema
 import pytest
 import yaml
 
-from deltawatch.compose_stack import HOST_PORTS, UPSTREAM_IMAGES
 from deltawatch.settings import (
     CommonSettings,
     DifferSettings,
     NotifierSettings,
     WatcherSettings,
 )
+from deltawatch_tools.compose_stack import HOST_PORTS, UPSTREAM_IMAGES
 
 pytestmark = pytest.mark.compose
 

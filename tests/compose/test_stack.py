@@ -21,8 +21,8 @@ from confluent_kafka import Consumer, Producer
 from kubernetes.client import ApiClient
 
 from deltawatch.cloud_events import DELTA_TYPE, from_kafka, header_value
-from deltawatch.compose_stack import ComposeStack
-from deltawatch.localkube import ops
+from deltawatch_tools.compose_stack import ComposeStack
+from deltawatch_tools.localkube import ops
 from tests.compose.waiting import STACK_SETUP_TIMEOUT_S, await_condition
 
 pytestmark = [pytest.mark.compose, pytest.mark.timeout(STACK_SETUP_TIMEOUT_S)]

@@ -26,8 +26,8 @@ from confluent_kafka.admin import AdminClient
 
 from deltawatch.avro_serde import AvroSerde
 from deltawatch.cloud_events import DELTA_TYPE, from_kafka
-from deltawatch.local_state import free_port
 from deltawatch.topics import TopicSpec, ensure_topics
+from deltawatch_tools.local_state import free_port
 
 DIFFER_VARIABLES = (
     "DELTAWATCH_DIFFER_GROUP_ID",

@@ -245,7 +245,7 @@ def test_deltas_tail_prints_events(
         [
             sys.executable,
             "-c",
-            "from deltawatch.cli import main; main()",
+            "from deltawatch_tools.cli import main; main()",
             "deltas",
             "tail",
             "--from-beginning",

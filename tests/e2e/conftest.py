@@ -8,10 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from deltawatch.callback_sink import CallbackSink
-from deltawatch.local_pipeline import WORKERS, WorkerProcess, start_worker, stop_workers, wait_ready
-from deltawatch.localkube.server import LocalKubeServer
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.callback_sink import CallbackSink
+from deltawatch_tools.local_pipeline import (
+    WORKERS,
+    WorkerProcess,
+    start_worker,
+    stop_workers,
+    wait_ready,
+)
+from deltawatch_tools.localkube.server import LocalKubeServer
 
 
 @dataclass

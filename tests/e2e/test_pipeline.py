@@ -10,16 +10,16 @@ import sys
 import pytest
 from kubernetes.client import ApiClient
 
-from deltawatch.callback_sink import CallbackSink, ReceivedCallback
 from deltawatch.command_client import send_command
-from deltawatch.demo.story import InstanceStory
-from deltawatch.localkube import ops
 from deltawatch.resource_identity import ResourceKey
+from deltawatch_tools.callback_sink import CallbackSink, ReceivedCallback
+from deltawatch_tools.demo.story import InstanceStory
+from deltawatch_tools.localkube import ops
 from services.notifier.cps_xpath import resource_xpath
 from tests.e2e.conftest import Pipeline
 from tests.notifier_cps_wiring.conftest import CpsRecord, of_anchor, wait_cps
 
-CLI = [sys.executable, "-c", "from deltawatch.cli import main; main()"]
+CLI = [sys.executable, "-c", "from deltawatch_tools.cli import main; main()"]
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.kube]
 

@@ -131,7 +131,7 @@ def test_cli_status_prints_the_bootstrap(kafka_bootstrap: str, kafka_broker: obj
     if kafka_broker is None:
         pytest.skip("external broker given by KAFKA_BOOTSTRAP_SERVERS; the CLI manages local ones")
     result = subprocess.run(
-        [sys.executable, "-c", "from deltawatch.cli import main; main()", "kafka", "status"],
+        [sys.executable, "-c", "from deltawatch_tools.cli import main; main()", "kafka", "status"],
         capture_output=True,
         text=True,
         timeout=30,

@@ -11,7 +11,7 @@ import time
 import httpx
 import pytest
 
-from deltawatch.local_state import free_port
+from deltawatch_tools.local_state import free_port
 
 pytestmark = pytest.mark.kafka
 

@@ -21,7 +21,7 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
-from deltawatch.localkube import KubeOptions, LocalKubeServer, ensure_binaries, ops
+from deltawatch_tools.localkube import KubeOptions, LocalKubeServer, ensure_binaries, ops
 
 pytestmark = pytest.mark.kube
 

@@ -22,8 +22,8 @@ from cryptography.fernet import Fernet
 from deltawatch.cloud_events import DELTA_TYPE, new_event, to_kafka
 from deltawatch.compacted_table import end_offsets
 from deltawatch.kafka_clients import make_producer, make_reader
-from deltawatch.local_state import free_port
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.local_state import free_port
 from tests.fixtures.http_sink import HttpSink
 from tests.fixtures.kafka import committed_records
 

@@ -7,8 +7,8 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from deltawatch.cli import app
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.cli import app
 from tests.fixtures.http_sink import HttpSink
 from tests.notifier.conftest import Deltas, NotifierProcess, pod
 

@@ -22,7 +22,7 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from deltawatch.localkube import ops
+from deltawatch_tools.localkube import ops
 from tests.reliability.oracle import Obj, ObjectKey, object_key
 
 INSTANCE_LABEL = "k8splugin.io/rb-instance-id"

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from kubernetes.client import ApiClient
 
-from deltawatch.localkube import KubeOptions, LocalKubeServer, ops
+from deltawatch_tools.localkube import KubeOptions, LocalKubeServer, ops
 from tests.reliability.pipeline_run import PipelineRun
 
 RELIABILITY_KUBE = KubeOptions(watch_cache=False, etcd_compaction_interval="0")

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import typer
 
-from deltawatch.localkafka.broker import LocalKafkaBroker
-from deltawatch.localkube import LocalKubeServer, ops
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
+from deltawatch_tools.localkube import LocalKubeServer, ops
 from tests.fixtures.kafka import unique_topic_env
 from tests.reliability.cluster_driver import ClusterDriver
 from tests.reliability.conftest import RELIABILITY_KUBE

@@ -26,9 +26,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from deltawatch.cloud_events import DELTA_TYPE, CloudEventDecodeError, from_kafka
 from deltawatch.command_client import send_command
-from deltawatch.local_pipeline import WorkerProcess, start_worker, wait_ready
-from deltawatch.localkube import ops
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.local_pipeline import WorkerProcess, start_worker, wait_ready
+from deltawatch_tools.localkube import ops
 from tests.fixtures.kafka import committed_records
 from tests.reliability.cluster_driver import COMPARED_FIELDS, ClusterDriver
 from tests.reliability.oracle import (

@@ -1,6 +1,6 @@
 """A subscriber endpoint that records every POST and can misbehave on cue.
 
-Why not ``deltawatch.callback_sink.CallbackSink``: the oracle needs *every* attempt (with the
+Why not ``deltawatch_tools.callback_sink.CallbackSink``: the oracle needs *every* attempt (with the
 status it was answered), and the faults need more than a status: hanging past the notifier's
 timeout (the body was received, so the retry is a real duplicate a subscriber must dedupe by
 ``webhook-id``) and being down (port closed, connection refused) then back on the same port.

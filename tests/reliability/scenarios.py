@@ -12,8 +12,8 @@ import functools
 import random
 from collections.abc import Callable
 
-from deltawatch.localkafka.broker import BrokerState, LocalKafkaBroker
-from deltawatch.localkube.server import LocalKubeServer
+from deltawatch_tools.localkafka.broker import BrokerState, LocalKafkaBroker
+from deltawatch_tools.localkube.server import LocalKubeServer
 from tests.reliability.cluster_driver import ClusterDriver
 from tests.reliability.pipeline_run import PipelineRun, Report, drive, finish
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from deltawatch.localkafka.broker import LocalKafkaBroker
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 from tests.reliability.cluster_driver import ClusterDriver
 from tests.reliability.conftest import Cluster, MakeRun
 from tests.reliability.pipeline_run import default_subscriptions, run_seed

@@ -25,9 +25,9 @@ from confluent_kafka import OFFSET_BEGINNING, KafkaError, Message, TopicPartitio
 from deltawatch import compacted_table
 from deltawatch.avro_serde import AvroSerde
 from deltawatch.kafka_clients import make_reader
-from deltawatch.local_state import free_port
-from deltawatch.localkube import LocalKubeServer
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.local_state import free_port
+from deltawatch_tools.localkube import LocalKubeServer
 
 LABEL = "k8splugin.io/rb-instance-id"
 REPO = Path(__file__).resolve().parents[2]

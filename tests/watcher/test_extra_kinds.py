@@ -17,9 +17,9 @@ import pytest
 from kubernetes.client import ApiClient
 
 from deltawatch.kafka_clients import make_admin, make_producer
-from deltawatch.localkube import ops
 from deltawatch.settings import CommonSettings
 from deltawatch.topics import contract_topics, ensure_topics
+from deltawatch_tools.localkube import ops
 from tests.watcher.conftest import (
     LABEL,
     PublishedEvents,

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
-from deltawatch.localkafka.broker import LocalKafkaBroker
-from deltawatch.localkube import ops
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
+from deltawatch_tools.localkube import ops
 from tests.watcher.conftest import (
     PublishedEvents,
     WatcherProcess,

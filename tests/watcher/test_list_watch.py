@@ -10,8 +10,8 @@ import httpx
 import pytest
 from kubernetes.client import ApiClient
 
-from deltawatch.local_state import free_port
-from deltawatch.localkube import ops
+from deltawatch_tools.local_state import free_port
+from deltawatch_tools.localkube import ops
 from tests.watcher.conftest import (
     LABEL,
     PublishedEvents,

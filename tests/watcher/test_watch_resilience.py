@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from kubernetes.client import ApiClient
 
-from deltawatch.localkube import KubeOptions, LocalKubeServer, ops
+from deltawatch_tools.localkube import KubeOptions, LocalKubeServer, ops
 from services.watcher.kinds import WatchTarget
 from services.watcher.listwatch import ListBegan, Listed, ListEnded, ListWatch, Observation
 from tests.watcher.conftest import (

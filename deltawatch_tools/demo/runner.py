@@ -2,7 +2,7 @@
 
 It starts (or reuses) the local Kafka broker and the local kube-apiserver, the three workers
 as separate processes, and a callback sink; subscribes by producing a command to Kafka, as a
-user would; plays :class:`~deltawatch.demo.story.InstanceStory`; prints each callback as it
+user would; plays :class:`~deltawatch_tools.demo.story.InstanceStory`; prints each callback as it
 arrives and a summary at the end. Ctrl-C at any point stops what the demo started.
 """
 
@@ -24,14 +24,20 @@ import typer
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 
-from deltawatch.callback_sink import CallbackSink, ReceivedCallback
 from deltawatch.command_client import send_command
-from deltawatch.demo.story import InstanceStory
-from deltawatch.local_pipeline import WORKERS, WorkerProcess, start_worker, stop_workers, wait_ready
-from deltawatch.localkafka.broker import LocalKafkaBroker
-from deltawatch.localkube import ops
-from deltawatch.localkube.server import LocalKubeServer
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.callback_sink import CallbackSink, ReceivedCallback
+from deltawatch_tools.demo.story import InstanceStory
+from deltawatch_tools.local_pipeline import (
+    WORKERS,
+    WorkerProcess,
+    start_worker,
+    stop_workers,
+    wait_ready,
+)
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
+from deltawatch_tools.localkube import ops
+from deltawatch_tools.localkube.server import LocalKubeServer
 
 SUBSCRIPTION = "demo-watch"
 INTERVAL_S = 2

@@ -24,7 +24,7 @@ from pathlib import Path
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
-from deltawatch.local_state import cache_dir, file_lock, free_port, process_alive, run_dir
+from deltawatch_tools.local_state import cache_dir, file_lock, free_port, process_alive, run_dir
 
 KAFKA_VERSION = "4.1.1"
 MAIN_CLASS = "kafka.Kafka"

@@ -14,8 +14,8 @@ from typing import Annotated
 
 import typer
 
-from deltawatch.localkube.build import KubeBuildError
-from deltawatch.localkube.server import KubeOptions, KubeServerError, LocalKubeServer
+from deltawatch_tools.localkube.build import KubeBuildError
+from deltawatch_tools.localkube.server import KubeOptions, KubeServerError, LocalKubeServer
 
 kube_app = typer.Typer(
     help="A real local Kubernetes API server (etcd + kube-apiserver built from Go modules).",

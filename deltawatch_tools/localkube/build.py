@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from deltawatch.local_state import cache_dir, file_lock
+from deltawatch_tools.local_state import cache_dir, file_lock
 
 KUBERNETES_VERSION = "v1.32.13"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from deltawatch.localkafka.broker import LocalKafkaBroker
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 
 kafka_app = typer.Typer(help="Run the local single-node Apache Kafka (KRaft) broker.")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from kubernetes.client import ApiClient
 
-from deltawatch.localkube import ops
+from deltawatch_tools.localkube import ops
 
 Obj = dict[str, Any]
 

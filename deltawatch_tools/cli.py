@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import typer
 
-from deltawatch.compose_stack import compose_app
-from deltawatch.demo.runner import demo
-from deltawatch.local_pipeline import run_pipeline
-from deltawatch.localkafka.cli import kafka_app
-from deltawatch.localkube.cli import kube_app
-from services.differ.cli import deltas_app
-from services.notifier.cli import subscription_app
+from deltawatch_tools.compose_stack import compose_app
+from deltawatch_tools.deltas_cli import deltas_app
+from deltawatch_tools.demo.runner import demo
+from deltawatch_tools.local_pipeline import run_pipeline
+from deltawatch_tools.localkafka.cli import kafka_app
+from deltawatch_tools.localkube.cli import kube_app
+from deltawatch_tools.subscription_cli import subscription_app
 
 app = typer.Typer(
     no_args_is_help=True,

@@ -42,9 +42,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from deltawatch.local_state import cache_dir, file_lock
-from deltawatch.localkube.build import KubeBinaries, ensure_binaries
-from deltawatch.localkube.signing_key import rsa_private_key_pem
+from deltawatch_tools.local_state import cache_dir, file_lock
+from deltawatch_tools.localkube.build import KubeBinaries, ensure_binaries
+from deltawatch_tools.localkube.signing_key import rsa_private_key_pem
 
 if TYPE_CHECKING:  # the client takes half a second to import: not for `deltawatch kube status`
     from kubernetes.client import ApiClient

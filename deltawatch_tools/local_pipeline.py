@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import typer
 
-from deltawatch.local_state import free_port
-from deltawatch.localkafka.broker import LocalKafkaBroker
+from deltawatch_tools.local_state import free_port
+from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 
 WORKERS = ("watcher", "differ", "notifier")
 

@@ -22,7 +22,7 @@ from typing import Annotated
 
 import typer
 
-from deltawatch.local_state import cache_dir
+from deltawatch_tools.local_state import cache_dir
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COMPOSE_FILE = REPO_ROOT / "compose" / "docker-compose.yml"

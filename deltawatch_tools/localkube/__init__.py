@@ -7,8 +7,8 @@ finds, restarts and stops them; ``ops`` holds the dict-in/dict-out calls tests a
 use to play stories against them (no controller creates ReplicaSets or Pods for us).
 """
 
-from deltawatch.localkube.build import KubeBinaries, KubeBuildError, ensure_binaries
-from deltawatch.localkube.server import (
+from deltawatch_tools.localkube.build import KubeBinaries, KubeBuildError, ensure_binaries
+from deltawatch_tools.localkube.server import (
     KubeNotRunningError,
     KubeOptions,
     KubeServerError,
