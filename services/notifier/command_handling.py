@@ -18,8 +18,6 @@ from typing import Literal
 from pydantic import SecretStr
 
 from deltawatch.cloud_events import rfc3339_ms
-from services.notifier import cps_subscriptions
-from services.notifier.callback_networks import Address, Network, refusal
 from services.notifier.commands import (
     CommandError,
     CommandResult,
@@ -29,6 +27,8 @@ from services.notifier.commands import (
     Rejection,
     UpdateCommand,
 )
+from services.notifier.cps import subscriptions as cps_subscriptions
+from services.notifier.delivery.callback_networks import Address, Network, refusal
 from services.notifier.subscription_state import SubscriptionState, subscription_key
 
 

@@ -33,7 +33,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from services.notifier.webhook_signing import InvalidSecretError, secret_key
+from services.notifier.delivery.webhook_signing import InvalidSecretError, secret_key
 
 MAX_NAME_LENGTH = 253
 MAX_METADATA_BYTES = 64 * 1024

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from services.notifier.commands import COMMAND_ADAPTER, CommandResult
-from services.notifier.dead_letter import DeadLetter
+from services.notifier.delivery.dead_letter import DeadLetter
 from services.notifier.subscription_state import SubscriptionState
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"

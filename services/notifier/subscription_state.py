@@ -10,11 +10,11 @@
   :class:`OutboxRecord`, what delivery needs to survive a crash — the pending net change and
   throttle window of the subscription's lane, the notification in flight (its webhook-id,
   frozen body and attempts so far) and the signing secret sealed with
-  ``DELTAWATCH_SECRET_KEY`` (:mod:`services.notifier.secret_box`).
+  ``DELTAWATCH_SECRET_KEY`` (:mod:`services.notifier.delivery.secret_box`).
 
 * Internal, same changelog, key ``cps/<dataspace>/<anchor>`` on the anchor's deltas partition:
   :class:`CpsLaneRecord`, a CPS lane's pending change, window and told objects
-  (:mod:`services.notifier.cps_lanes`).
+  (:mod:`services.notifier.cps.lanes`).
 
 All are written in the same Kafka transaction as the consumed offsets, so after a crash the
 restored state matches exactly the input that was committed.
@@ -111,7 +111,7 @@ class CpsLaneRecord(BaseModel):
 
     Written with the offsets of the deltas it came from, on the anchor's deltas partition:
     the pending net change and throttle window (``lane``), the notification count, and the
-    objects the dataspace was last told of (``view``, :class:`~services.notifier.cps_events.
+    objects the dataspace was last told of (``view``, :class:`~services.notifier.cps.events.
     AnchorView`), which the next UPDATE's merge patch starts from.
     """
 

@@ -21,8 +21,8 @@ commands and deltas produced with the same partitioner, as every deltawatch prod
 
 CPS delta notification (CONTRACT §7) rides the same transactions. A dataspace's state lives on
 the partition of its command (key = dataspace), the deltas of its anchors on theirs, so every
-replica reads every dataspace's state (:mod:`services.notifier.cps_directory`; its own table
-wins for the partitions it owns). The per-anchor lanes (:mod:`services.notifier.cps_lanes`) live
+replica reads every dataspace's state (:mod:`services.notifier.cps.directory`; its own table
+wins for the partitions it owns). The per-anchor lanes (:mod:`services.notifier.cps.lanes`) live
 on the anchor's deltas partition in the same coalescing queue as callback subscriptions; a due
 lane's CPS events are produced in the turn's transaction together with the lane's state (pending
 change, window, the told objects) and the offsets of the deltas it came from — so a
@@ -63,9 +63,7 @@ from deltawatch.kafka_clients import consume_available, make_consumer, make_prod
 from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import TopicSpec, changelog_topic, contract_topics
-from services.notifier import cps_subscriptions, metrics
-from services.notifier.callback_client import CallbackClient
-from services.notifier.callback_networks import resolve
+from services.notifier import metrics
 from services.notifier.coalescing_queue import CoalescingQueue, Outgoing
 from services.notifier.command_handling import (
     CommandContext,
@@ -83,23 +81,26 @@ from services.notifier.commands import (
     parse_command,
     url_host_port,
 )
-from services.notifier.cps_directory import CpsDirectory, CpsDirectoryReader
-from services.notifier.cps_event_writer import CpsEventWriter
-from services.notifier.cps_events import AnchorView
-from services.notifier.cps_lanes import CpsLane, CpsLanes, is_lane_target
-from services.notifier.cps_subscriptions import DataspaceSubscription
-from services.notifier.dead_letter import DeadLetter
-from services.notifier.deliveries import AttemptReport, Deliveries, DeliveryJob, Target
+from services.notifier.cps import subscriptions as cps_subscriptions
+from services.notifier.cps.directory import CpsDirectory, CpsDirectoryReader
+from services.notifier.cps.event_writer import CpsEventWriter
+from services.notifier.cps.events import AnchorView
+from services.notifier.cps.lanes import CpsLane, CpsLanes, is_lane_target
+from services.notifier.cps.subscriptions import DataspaceSubscription
+from services.notifier.delivery.callback_client import CallbackClient
+from services.notifier.delivery.callback_networks import resolve
+from services.notifier.delivery.dead_letter import DeadLetter
+from services.notifier.delivery.deliveries import AttemptReport, Deliveries, DeliveryJob, Target
+from services.notifier.delivery.secret_box import SecretBox, SecretBoxError
+from services.notifier.delivery.webhook_signing import secret_key
 from services.notifier.ignore_fields import IgnoreFieldsFilter
 from services.notifier.net_delta import ResourceChanges
-from services.notifier.secret_box import SecretBox, SecretBoxError
 from services.notifier.subscription_state import (
     CpsLaneRecord,
     InFlight,
     OutboxRecord,
     SubscriptionState,
 )
-from services.notifier.webhook_signing import secret_key
 
 _CONSUMER_OVERRIDES: dict[str, Any] = {
     # Same partition numbers of commands and deltas on the same member (co-partitioning).

@@ -15,7 +15,7 @@ from deltawatch.resource_identity import ResourceKey
 from deltawatch_tools.callback_sink import CallbackSink, ReceivedCallback
 from deltawatch_tools.demo.story import InstanceStory
 from deltawatch_tools.localkube import ops
-from services.notifier.cps_xpath import resource_xpath
+from services.notifier.cps.xpath import resource_xpath
 from tests.e2e.conftest import Pipeline
 from tests.notifier_cps_wiring.conftest import CpsRecord, of_anchor, wait_cps
 

@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 import pytest
 from cryptography.fernet import Fernet
 
-from services.notifier.callback_networks import refusal
-from services.notifier.retry_policy import backoff_s, judge, retry_after_s
-from services.notifier.secret_box import SecretBox, SecretBoxError
-from services.notifier.webhook_signing import (
+from services.notifier.delivery.callback_networks import refusal
+from services.notifier.delivery.retry_policy import backoff_s, judge, retry_after_s
+from services.notifier.delivery.secret_box import SecretBox, SecretBoxError
+from services.notifier.delivery.webhook_signing import (
     InvalidSecretError,
     secret_key,
     verify,

@@ -16,8 +16,8 @@ from deltawatch.cloud_events import from_kafka
 from deltawatch.kafka_clients import make_admin, make_producer, make_reader
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import contract_topics, ensure_topics
-from services.notifier.cps_event_writer import CpsEventWriter
-from services.notifier.cps_events import AnchorView, EventFormat
+from services.notifier.cps.event_writer import CpsEventWriter
+from services.notifier.cps.events import AnchorView, EventFormat
 
 pytestmark = pytest.mark.kafka
 

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from deltawatch.cloud_events import from_kafka
 from deltawatch.resource_identity import ResourceKey
-from services.notifier.cps_events import (
+from services.notifier.cps.events import (
     AnchorDelta,
     AnchorView,
     CpsEvent,
@@ -24,7 +24,7 @@ from services.notifier.cps_events import (
     delta_operation,
     observed_timestamp,
 )
-from services.notifier.merge_patch import apply_merge_patch
+from services.notifier.cps.merge_patch import apply_merge_patch
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 DELTA_SCHEMA = json.loads((SCHEMAS / "cps-delta-event-data.schema.json").read_text())

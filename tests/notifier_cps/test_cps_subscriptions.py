@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
-from services.notifier.cps_subscriptions import (
+from services.notifier.cps.subscriptions import (
     SUBSCRIBE,
     UNSUBSCRIBE,
     CpsAction,

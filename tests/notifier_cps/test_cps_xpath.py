@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from deltawatch.resource_identity import ResourceKey
-from services.notifier.cps_xpath import (
+from services.notifier.cps.xpath import (
     XPathParseError,
     parse_resource_xpath,
     resource_xpath,

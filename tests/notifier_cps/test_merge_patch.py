@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from services.notifier.merge_patch import (
+from services.notifier.cps.merge_patch import (
     apply_merge_patch,
     changed_leaves,
     json_equal,

@@ -8,8 +8,8 @@ from collections.abc import Sequence
 import pytest
 
 from services.notifier.commands import Rejection, parse_command
-from services.notifier.cps_directory import CpsDirectory
-from services.notifier.cps_subscriptions import (
+from services.notifier.cps.directory import CpsDirectory
+from services.notifier.cps.subscriptions import (
     SUBSCRIBE,
     UNSUBSCRIBE,
     CpsAction,

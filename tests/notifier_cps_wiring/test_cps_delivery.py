@@ -14,7 +14,7 @@ import pytest
 
 from deltawatch.resource_identity import ResourceKey
 from deltawatch.settings import CommonSettings
-from services.notifier.cps_xpath import resource_xpath
+from services.notifier.cps.xpath import resource_xpath
 from tests.notifier.conftest import Commands, Deltas, NotifierProcess
 from tests.notifier_cps_wiring.conftest import CpsRecord, of_anchor, read_cps, wait_cps
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 
 from services.notifier.coalescing_queue import CoalescingQueue
-from services.notifier.cps_lanes import CpsLane, CpsLanes, is_lane_target, lane_target
-from services.notifier.cps_subscriptions import DataspaceSubscription
+from services.notifier.cps.lanes import CpsLane, CpsLanes, is_lane_target, lane_target
+from services.notifier.cps.subscriptions import DataspaceSubscription
 from services.notifier.net_delta import ResourceChanges
 
 

@@ -15,8 +15,8 @@ import pytest
 from deltawatch.kafka_clients import make_admin, make_producer
 from deltawatch.settings import CommonSettings, NotifierSettings
 from deltawatch.topics import contract_topics, ensure_topics
-from services.notifier.cps_directory import CpsDirectory, CpsDirectoryReader
-from services.notifier.cps_subscriptions import SUBSCRIBE, apply_command, encode_state
+from services.notifier.cps.directory import CpsDirectory, CpsDirectoryReader
+from services.notifier.cps.subscriptions import SUBSCRIBE, apply_command, encode_state
 from tests.notifier.conftest import Commands, Deltas, NotifierProcess, pod
 from tests.notifier_cps_wiring.conftest import of_anchor, wait_cps
 

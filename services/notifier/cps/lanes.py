@@ -34,8 +34,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from services.notifier.coalescing_queue import CoalescingQueue
-from services.notifier.cps_events import AnchorView
-from services.notifier.cps_subscriptions import DataspaceSubscription, subscribed_since
+from services.notifier.cps.events import AnchorView
+from services.notifier.cps.subscriptions import DataspaceSubscription, subscribed_since
 from services.notifier.net_delta import ResourceChanges
 
 LANE_PREFIX = "cps/"

@@ -24,8 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from services.notifier import metrics
-from services.notifier.callback_client import AttemptResult, CallbackClient
-from services.notifier.retry_policy import Verdict, judge
+from services.notifier.delivery.callback_client import AttemptResult, CallbackClient
+from services.notifier.delivery.retry_policy import Verdict, judge
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ every request is bounded by ``DELTAWATCH_CALLBACK_TIMEOUT_S``, and redirects are
 followed (a redirect could lead around the network fence). A hanging endpoint therefore
 costs one pooled connection and one coroutine until its timeout, never a thread, and never
 delays another subscription. The pool is as large as the number of POSTs
-:mod:`services.notifier.deliveries` lets run at once, so requests never queue inside httpx
+:mod:`services.notifier.delivery.deliveries` lets run at once, so requests never queue inside httpx
 (whose pool scans its whole queue on every release: thousands queued there would stall the
 event loop).
 
@@ -22,10 +22,10 @@ from datetime import UTC, datetime
 
 import httpx
 
-from services.notifier.callback_networks import Network, refusal, resolve
 from services.notifier.commands import url_host_port
-from services.notifier.retry_policy import retry_after_s
-from services.notifier.webhook_signing import webhook_headers
+from services.notifier.delivery.callback_networks import Network, refusal, resolve
+from services.notifier.delivery.retry_policy import retry_after_s
+from services.notifier.delivery.webhook_signing import webhook_headers
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 The notifier's coalescing engine decides *when* an anchor's net delta is due and *what* it is;
 this module only says how CPS consumers see it, so the mapping can be tested exhaustively
-without Kafka and the Kafka edge (:mod:`services.notifier.cps_event_writer`) stays trivial.
+without Kafka and the Kafka edge (:mod:`services.notifier.cps.event_writer`) stays trivial.
 
 Input: an :class:`AnchorDelta` — dataspace, anchor, the net :class:`ResourceChange` list (for
 a modification both the object the subscriber was last told of and the new one), the observed
@@ -22,7 +22,7 @@ turn into a binary-mode record.
   CREATE for its first delta, else UPDATE (:func:`delta_operation`).
 * ``cps`` format: one event per changed resource, in the same order, actions create / remove /
   replace; ``sourceData`` / ``targetData`` are JSON *strings*, on replace holding only the
-  changed leaves (:func:`services.notifier.merge_patch.changed_leaves`).
+  changed leaves (:func:`services.notifier.cps.merge_patch.changed_leaves`).
 
 A modification whose old and new objects are equal is no change and yields nothing; a delta
 with no changes left yields no event. A modification whose old object the engine does not
@@ -48,8 +48,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from deltawatch.cloud_events import KafkaRecord, new_event, to_kafka
 from deltawatch.resource_identity import ResourceKey
-from services.notifier.cps_xpath import ROOT_XPATH, resource_xpath
-from services.notifier.merge_patch import changed_leaves, json_equal, merge_patch_diff
+from services.notifier.cps.merge_patch import changed_leaves, json_equal, merge_patch_diff
+from services.notifier.cps.xpath import ROOT_XPATH, resource_xpath
 
 EventFormat = Literal["delta", "cps"]
 ChangeAction = Literal["created", "deleted", "modified"]

@@ -5,11 +5,11 @@ notifier batch holding the CPS events, the notifier's state changelogs and the o
 deltas they came from. That transaction belongs to the notifier's loop, which also writes
 callbacks' state and results in it; so this writer never begins, commits, aborts or flushes
 anything, and publishes nothing by itself. It only turns
-:class:`~services.notifier.cps_events.AnchorDelta` values into records and ``produce()``s them
+:class:`~services.notifier.cps.events.AnchorDelta` values into records and ``produce()``s them
 on the producer it is handed, inside whatever transaction is open. If the loop aborts, the
 events vanish with it; if it commits, they appear once.
 
-Per-lane memory (:class:`~services.notifier.cps_events.AnchorView`) is the caller's too: it is
+Per-lane memory (:class:`~services.notifier.cps.events.AnchorView`) is the caller's too: it is
 advanced here, and the caller persists it in the same transaction.
 """
 
@@ -23,7 +23,7 @@ from prometheus_client import Counter
 
 from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
-from services.notifier.cps_events import (
+from services.notifier.cps.events import (
     AnchorDelta,
     AnchorView,
     CpsEvent,

@@ -29,15 +29,15 @@ from deltawatch.compacted_table import FETCH_WAIT_MS, TableFollower, TableReadTi
 from deltawatch.kafka_clients import make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
-from services.notifier import cps_subscriptions
-from services.notifier.cps_subscriptions import DataspaceSubscription
+from services.notifier.cps import subscriptions as cps_subscriptions
+from services.notifier.cps.subscriptions import DataspaceSubscription
 
 DATASPACES = Gauge(
     "deltawatch_notifier_cps_dataspaces",
     "Dataspaces with a CPS delta-notification subscription (all partitions).",
 )
 
-log = get_logger("notifier.cps_directory")
+log = get_logger("notifier.cps.directory")
 
 
 class CpsDirectory:
