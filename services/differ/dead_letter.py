@@ -13,7 +13,9 @@ import base64
 import json
 from datetime import datetime
 
-from deltawatch.cloud_events import rfc3339_ms
+from confluent_kafka import Message
+
+from deltawatch.cloud_events import KafkaRecord, rfc3339_ms
 
 
 def dead_letter_value(
@@ -37,3 +39,20 @@ def dead_letter_value(
         "refused-at": rfc3339_ms(refused_at),
     }
     return json.dumps(document, separators=(",", ":")).encode()
+
+
+def dead_letter_record(message: Message, reason: str, refused_at: datetime) -> KafkaRecord:
+    """The DLQ record of ``message``, keyed like it, with its partition in a header."""
+    partition = message.partition()
+    partition = -1 if partition is None else partition
+    offset = message.offset()
+    value = dead_letter_value(
+        reason=reason,
+        topic=message.topic() or "",
+        partition=partition,
+        offset=-1 if offset is None else offset,
+        key=message.key(),
+        value=message.value(),
+        refused_at=refused_at,
+    )
+    return KafkaRecord(message.key(), value, [("partition", str(partition).encode())])

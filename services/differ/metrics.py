@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from deltawatch.processing_core import transaction_counter
+
 TRACKED_RESOURCES = Gauge(
     "deltawatch_differ_tracked_resources", "Resources in the snapshots of the owned partitions"
 )
@@ -29,9 +31,7 @@ BATCH_SIZE = Histogram(
     "Input records per transaction",
     buckets=(1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000),
 )
-TRANSACTIONS = Counter(
-    "deltawatch_differ_transactions_total", "Kafka transactions, by outcome", ["outcome"]
-)
+TRANSACTIONS = transaction_counter("deltawatch_differ")
 DEAD_LETTERS = Counter("deltawatch_differ_dead_letters_total", "Records sent to the differ DLQ")
 RESTORE_SECONDS = Histogram(
     "deltawatch_differ_restore_seconds",

@@ -262,6 +262,28 @@ def _apply_list_end(
     return None
 
 
+def _instance_changes(
+    overlay: _Overlay, instance_id: str, before: dict[ResourceKey, SnapshotEntry | None]
+) -> tuple[list[ReportedResource], list[ReportedResource], list[ReportedResource]]:
+    """The resources of one instance the batch created, deleted and modified, in key order."""
+    created: list[ReportedResource] = []
+    deleted: list[ReportedResource] = []
+    modified: list[ReportedResource] = []
+    for key in sorted(before):
+        old = before[key]
+        new = overlay.current(instance_id, key)
+        if old is None and new is not None:
+            created.append(ReportedResource(key, new.status))
+        elif old is not None and new is None:
+            last = overlay.last_object.get((instance_id, key), old.status)
+            deleted.append(ReportedResource(key, last))
+        elif (
+            old is not None and new is not None and (old.digest != new.digest or old.uid != new.uid)
+        ):
+            modified.append(ReportedResource(key, new.status))
+    return created, deleted, modified
+
+
 def apply_batch(snapshot: PartitionSnapshot, events: Iterable[ResourceEvent]) -> BatchOutcome:
     """Apply ``events`` (one partition, in offset order) to ``snapshot`` without changing it."""
     overlay = _Overlay(snapshot)
@@ -284,23 +306,7 @@ def apply_batch(snapshot: PartitionSnapshot, events: Iterable[ResourceEvent]) ->
     for instance_id, before in overlay.before.items():
         base = snapshot.instances.get(instance_id)
         sequence = base.sequence if base is not None else 0
-        created: list[ReportedResource] = []
-        deleted: list[ReportedResource] = []
-        modified: list[ReportedResource] = []
-        for key in sorted(before):
-            old = before[key]
-            new = overlay.current(instance_id, key)
-            if old is None and new is not None:
-                created.append(ReportedResource(key, new.status))
-            elif old is not None and new is None:
-                last = overlay.last_object.get((instance_id, key), old.status)
-                deleted.append(ReportedResource(key, last))
-            elif (
-                old is not None
-                and new is not None
-                and (old.digest != new.digest or old.uid != new.uid)
-            ):
-                modified.append(ReportedResource(key, new.status))
+        created, deleted, modified = _instance_changes(overlay, instance_id, before)
         if created or deleted or modified:
             sequence += 1
             outcome.sequence_writes[instance_id] = sequence

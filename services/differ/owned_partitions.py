@@ -1,0 +1,156 @@
+"""The input partitions the differ owns: restored on assign, forgotten on revoke, watched for lag.
+
+The consumer's rebalance callbacks land here. They run only inside ``consume()``, while no
+transaction is open (see :mod:`deltawatch.processing_core`), so a revoked partition's last batch
+is already committed when its snapshot is dropped, and an assigned partition's snapshot is
+restored from the changelog *inside* ``on_assign``, before any of its records can be returned.
+Besides the snapshots this keeps, per owned partition, what readiness and the gauges need: when
+it last produced output (heartbeats), how far it must read to be caught up, and its lag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+from structlog.stdlib import BoundLogger
+
+from deltawatch.health import HealthState
+from deltawatch.shutdown import ShutdownFlag
+from services.differ import metrics
+from services.differ.restore import restore_partition
+from services.differ.snapshot import SnapshotStore
+
+LAG_EVERY_S = 5.0
+
+
+class OwnedPartitions:
+    def __init__(
+        self,
+        topic: str,
+        changelog: str,
+        reader: Consumer,
+        health: HealthState,
+        shutdown: ShutdownFlag,
+        log: BoundLogger,
+    ) -> None:
+        self.topic = topic
+        self.changelog = changelog
+        self.reader = reader
+        self.health = health
+        self.shutdown = shutdown
+        self.log = log
+        self.store = SnapshotStore()
+        self.assigned: set[int] = set()
+        self.catch_up: dict[int, int] | None = None
+        """Input end offsets found at the first assignment, until the position passes them."""
+        self.last_output: dict[int, float] = {}
+        self.resource_counts: dict[int, int] = {}
+        self._next_lag = 0.0
+
+    # -- rebalance callbacks -----------------------------------------------------------------
+
+    def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.health.unmet("restored")
+        for tp in partitions:
+            self._restore(tp.partition)
+        if self.catch_up is None:
+            self.catch_up = self._end_offsets(consumer, partitions)
+        self.refresh_gauges()
+        self.health.met("assigned")
+        self.health.met("restored")
+
+    def on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions, "revoked")
+
+    def on_lost(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self._forget(partitions, "lost")
+
+    def at_end(self, _topic: str, partition: int) -> None:
+        """End of an input partition reached: it is caught up."""
+        if self.catch_up is not None:
+            self.catch_up.pop(partition, None)
+
+    def _restore(self, partition: int) -> None:
+        result = restore_partition(
+            self.reader, self.changelog, partition, stop_requested=lambda: self.shutdown.requested
+        )
+        self.store.put(partition, result.snapshot)
+        self.resource_counts[partition] = result.snapshot.resource_count()
+        self.assigned.add(partition)
+        self.last_output[partition] = time.monotonic()
+        metrics.RESTORE_SECONDS.observe(result.seconds)
+        metrics.RESTORED_RECORDS.inc(result.records)
+        self.log.info(
+            "partition restored",
+            partition=partition,
+            records=result.records,
+            resources=result.snapshot.resource_count(),
+            seconds=round(result.seconds, 3),
+        )
+
+    def _end_offsets(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int]:
+        """End offsets found at start, minus the partitions already committed up to them."""
+        targets: dict[int, int] = {}
+        committed = {
+            tp.partition: tp.offset
+            for tp in consumer.committed(
+                [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=10
+            )
+        }
+        for tp in partitions:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            start = committed.get(tp.partition, -1)
+            if high > max(low, start):
+                targets[tp.partition] = high
+        return targets
+
+    def _forget(self, partitions: list[TopicPartition], why: str) -> None:
+        for tp in partitions:
+            self.store.drop(tp.partition)
+            self.assigned.discard(tp.partition)
+            self.last_output.pop(tp.partition, None)
+            if self.catch_up is not None:
+                self.catch_up.pop(tp.partition, None)
+            self.resource_counts.pop(tp.partition, None)
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(str(tp.partition))
+        self.refresh_gauges()
+        self.log.info(why, partitions=[tp.partition for tp in partitions])
+
+    # -- between batches ---------------------------------------------------------------------
+
+    def add_resources(self, partition: int, added: int) -> None:
+        self.resource_counts[partition] = self.resource_counts.get(partition, 0) + added
+
+    def heartbeat_due(self, now: float, every_s: float) -> list[int]:
+        """The owned partitions that produced nothing for ``every_s``, in order."""
+        return [p for p in sorted(self.assigned) if now - self.last_output.get(p, now) >= every_s]
+
+    def check_caught_up(self, consumer: Consumer) -> None:
+        if self.catch_up is None:
+            return
+        if self.catch_up:
+            positions = consumer.position([TopicPartition(self.topic, p) for p in self.catch_up])
+            for tp in positions:
+                if tp.offset >= self.catch_up.get(tp.partition, 0):
+                    self.catch_up.pop(tp.partition, None)
+        if not self.catch_up:
+            self.health.met("caught-up")
+
+    def observe_lag(self, consumer: Consumer) -> None:
+        now = time.monotonic()
+        if now < self._next_lag or not self.assigned:
+            return
+        self._next_lag = now + LAG_EVERY_S
+        tps = [TopicPartition(self.topic, p) for p in sorted(self.assigned)]
+        for tp in consumer.position(tps):
+            _low, high = consumer.get_watermark_offsets(tp, cached=True)
+            if high >= 0 and tp.offset >= 0:
+                metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - tp.offset))
+
+    def refresh_gauges(self) -> None:
+        metrics.TRACKED_RESOURCES.set(sum(self.resource_counts.values()))
+        metrics.TRACKED_INSTANCES.set(self.store.instance_count())
+        metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))
