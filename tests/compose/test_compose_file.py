@@ -132,6 +132,16 @@ def test_worker_images_run_their_console_script_on_their_contract_port(
         assert _interpolated(published) == f"127.0.0.1:{port}:{port}"
 
 
+def test_the_sink_image_runs_the_one_callback_sink(compose: dict[str, Any]) -> None:
+    context, dockerfile = _dockerfile(compose["services"]["callback-sink"])
+    assert context == ROOT
+    text = dockerfile.read_text()
+    copied = re.findall(r"^COPY (\S+) (\S+)$", text, flags=re.M)
+    assert copied == [("deltawatch_tools/callback_sink.py", "/opt/sink/callback_sink.py")]
+    assert 'CMD ["python", "/opt/sink/callback_sink.py"]' in text
+    assert "/healthz" in text.split("HEALTHCHECK", 1)[1]
+
+
 def test_worker_environment_variables_are_settings(compose: dict[str, Any]) -> None:
     for worker, settings in WORKER_SETTINGS.items():
         known = _aliases(settings)
