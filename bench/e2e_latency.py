@@ -26,7 +26,7 @@ from kubernetes.client import ApiClient
 
 from deltawatch.command_client import send_command
 from deltawatch.settings import CommonSettings
-from deltawatch_tools.callback_sink import CallbackSink, ReceivedCallback
+from deltawatch_tools.callback_sink import CallbackSink, Request
 from deltawatch_tools.local_pipeline import WORKERS, start_worker, stop_workers, wait_ready
 from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 from deltawatch_tools.localkube import ops
@@ -50,7 +50,7 @@ class LatencyRecorder:
         self.lock = threading.Lock()
         self.samples: dict[str, list[float]] = {}
 
-    def on_callback(self, callback: ReceivedCallback) -> None:
+    def on_callback(self, callback: Request) -> None:
         for entry in callback.payload["resource-changes"]["modified"]:
             data = entry["status"].get("data") or {}
             if "sent" in data and "step" in data:
@@ -136,7 +136,7 @@ def main() -> None:
         **topic_env,
     }
     recorder = LatencyRecorder()
-    sink = CallbackSink(on_callback=recorder.on_callback).start()
+    sink = CallbackSink(on_request=recorder.on_callback).start()
     out_dir = Path("bench/out")
     out_dir.mkdir(parents=True, exist_ok=True)
     workers = [start_worker(n, env, log_path=out_dir / f"e2e-{n}.log") for n in WORKERS]

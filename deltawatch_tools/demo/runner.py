@@ -26,7 +26,7 @@ from kubernetes.client import ApiClient
 
 from deltawatch.command_client import send_command
 from deltawatch.settings import CommonSettings
-from deltawatch_tools.callback_sink import CallbackSink, ReceivedCallback
+from deltawatch_tools.callback_sink import CallbackSink, Request, SinkTimeout
 from deltawatch_tools.demo.story import InstanceStory
 from deltawatch_tools.local_pipeline import (
     WORKERS,
@@ -67,7 +67,7 @@ def _names(entries: list[dict[str, Any]], with_status: bool = True) -> str:
     )
 
 
-def describe_callback(callback: ReceivedCallback) -> str:
+def describe_callback(callback: Request) -> str:
     """One readable line (plus names) for a callback, as the demo prints it."""
     payload = callback.payload
     changes = payload["resource-changes"]
@@ -104,7 +104,7 @@ def _interruptible() -> Iterator[threading.Event]:
             signal.signal(sig, old)
 
 
-def _summary(received: list[ReceivedCallback], interval_s: float) -> list[str]:
+def _summary(received: list[Request], interval_s: float) -> list[str]:
     totals = {"created": 0, "modified": 0, "deleted": 0}
     for callback in received:
         for kind in totals:
@@ -136,7 +136,7 @@ def demo(
     say = typer.echo
     started_broker = started_kube = False
     workers: list[WorkerProcess] = []
-    sink = CallbackSink(on_callback=lambda c: say(describe_callback(c))).start()
+    sink = CallbackSink(on_request=lambda c: say(describe_callback(c))).start()
     log_dir = Path(tempfile.mkdtemp(prefix="deltawatch-demo-"))
     broker = LocalKafkaBroker()
     kube = LocalKubeServer()
@@ -199,9 +199,13 @@ def demo(
                 step()
                 time.sleep(step_pause)  # pacing for the reader, not synchronisation
 
-            done = sink.wait_for(everything_deleted, timeout_s=60 + interval * 3)
+            try:
+                sink.wait_for(everything_deleted, timeout_s=60 + interval * 3)
+                done = True
+            except SinkTimeout:
+                done = False
             say("")
-            for line in _summary(sink.received, interval):
+            for line in _summary(sink.requests, interval):
                 say(line)
             if not done:
                 say("the final deletions did not all arrive within the wait", err=True)
@@ -219,7 +223,7 @@ def demo(
             say("stopped", err=True)
 
 
-def everything_deleted(received: list[ReceivedCallback]) -> bool:
+def everything_deleted(received: list[Request]) -> bool:
     """True once the subscriber has been told that the instance has no objects left."""
     live: set[tuple[str, str]] = set()
     for callback in received:

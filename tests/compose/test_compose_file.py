@@ -119,17 +119,39 @@ def test_worker_images_run_their_console_script_on_their_contract_port(
 ) -> None:
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     for worker, settings in WORKER_SETTINGS.items():
-        _, dockerfile = _dockerfile(compose["services"][worker])
-        text = dockerfile.read_text()
-        assert f'CMD ["deltawatch-{worker}"]' in text
+        service = compose["services"][worker]
+        _, dockerfile = _dockerfile(service)
+        assert dockerfile == ROOT / "services" / "Dockerfile", worker
         assert scripts[f"deltawatch-{worker}"] == f"services.{worker}.__main__:main"
         port = settings.model_fields["http_port"].default
-        assert f"ENV DELTAWATCH_HTTP_PORT={port}" in text
-        assert f"EXPOSE {port}" in text
-        assert "/healthz" in text.split("HEALTHCHECK", 1)[1]
-        assert re.search(r"^USER 10001$", text, flags=re.M), "workers run as a non-root user"
-        published = compose["services"][worker]["ports"][0]
+        assert service["build"]["args"] == {"WORKER": worker, "HTTP_PORT": str(port)}
+        published = service["ports"][0]
         assert _interpolated(published) == f"127.0.0.1:{port}:{port}"
+    # The one worker Dockerfile runs deltawatch-$WORKER and serves on $HTTP_PORT.
+    text = (ROOT / "services" / "Dockerfile").read_text()
+    assert re.search(r"^ARG WORKER$", text, flags=re.M)
+    assert re.search(r"^ARG HTTP_PORT$", text, flags=re.M)
+    assert '"deltawatch-${WORKER}"' in text
+    assert 'CMD ["deltawatch-worker"]' in text
+    assert "ENV DELTAWATCH_HTTP_PORT=${HTTP_PORT}" in text
+    assert "EXPOSE ${HTTP_PORT}" in text
+    assert "/healthz" in text.split("HEALTHCHECK", 1)[1]
+    assert re.search(r"^USER 10001$", text, flags=re.M), "workers run as a non-root user"
+    # The args come after every install step, so the three images share those layers.
+    assert text.index("ARG WORKER") > text.index("pip install --no-deps")
+    # The one-shot is the notifier's image: the same build, all cache hits.
+    services = compose["services"]
+    assert services["sample-subscription"]["build"] == services["notifier"]["build"]
+
+
+def test_the_sink_image_runs_the_one_callback_sink(compose: dict[str, Any]) -> None:
+    context, dockerfile = _dockerfile(compose["services"]["callback-sink"])
+    assert context == ROOT
+    text = dockerfile.read_text()
+    copied = re.findall(r"^COPY (\S+) (\S+)$", text, flags=re.M)
+    assert copied == [("deltawatch_tools/callback_sink.py", "/opt/sink/callback_sink.py")]
+    assert 'CMD ["python", "/opt/sink/callback_sink.py"]' in text
+    assert "/healthz" in text.split("HEALTHCHECK", 1)[1]
 
 
 def test_worker_environment_variables_are_settings(compose: dict[str, Any]) -> None:

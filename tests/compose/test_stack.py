@@ -1,6 +1,6 @@
 """The compose stack end to end, the way a user runs it (CONTRACT §8, issue 14).
 
-Everything is real and in containers: Kafka, the three workers built from their Dockerfiles,
+Everything is real and in containers: Kafka, the three workers built from services/Dockerfile,
 etcd + kube-apiserver (``kube`` profile) and the callback sink. From the host the test only
 does what a user does: produce commands to the published Kafka port, change objects in the
 stack's API server, and read the sink's ``GET /received`` and the delta topic.

@@ -31,9 +31,8 @@ class Pipeline:
 
 @pytest.fixture
 def callback_sink() -> Iterator[CallbackSink]:
-    sink = CallbackSink().start()
-    yield sink
-    sink.stop()
+    with CallbackSink() as sink:
+        yield sink
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from kubernetes.client import ApiClient
 
 from deltawatch.command_client import send_command
 from deltawatch.resource_identity import ResourceKey
-from deltawatch_tools.callback_sink import CallbackSink, ReceivedCallback
+from deltawatch_tools.callback_sink import CallbackSink, Request
 from deltawatch_tools.demo.story import InstanceStory
 from deltawatch_tools.localkube import ops
 from services.notifier.cps.xpath import resource_xpath
@@ -41,7 +41,7 @@ def _subscribe(pipeline: Pipeline, instance_id: str, url: str, interval: int) ->
     assert result["status"] == "accepted", result
 
 
-def _told(received: list[ReceivedCallback], kind: str, name: str, change: str) -> bool:
+def _told(received: list[Request], kind: str, name: str, change: str) -> bool:
     return any(
         entry["name"] == name and entry["GVK"]["Kind"] == kind
         for callback in received
@@ -57,10 +57,8 @@ def test_a_cluster_change_reaches_the_subscriber_with_the_seed_payload(
     _subscribe(pipeline, "e2e-inst", callback_sink.url(), interval=0)
 
     story.change_config()
-    assert callback_sink.wait_for(
-        lambda r: _told(r, "ConfigMap", "web-config", "modified"), timeout_s=60
-    ), [c.payload for c in callback_sink.received]
-    first = callback_sink.received[0]
+    callback_sink.wait_for(lambda r: _told(r, "ConfigMap", "web-config", "modified"), timeout_s=60)
+    first = callback_sink.requests[0]
     payload = first.payload
     assert set(payload) == {"instance-id", "subscription-name", "metadata", "resource-changes"}
     assert payload["instance-id"] == "e2e-inst"
@@ -78,9 +76,9 @@ def test_a_cluster_change_reaches_the_subscriber_with_the_seed_payload(
     assert first.headers["webhook-id"]
 
     pod = story.scale_up()
-    assert callback_sink.wait_for(lambda r: _told(r, "Pod", pod, "created"), timeout_s=60)
+    callback_sink.wait_for(lambda r: _told(r, "Pod", pod, "created"), timeout_s=60)
     story.scale_down()
-    assert callback_sink.wait_for(lambda r: _told(r, "Pod", pod, "deleted"), timeout_s=60)
+    callback_sink.wait_for(lambda r: _told(r, "Pod", pod, "deleted"), timeout_s=60)
 
 
 def test_throttling_holds_end_to_end(
@@ -94,15 +92,15 @@ def test_throttling_holds_end_to_end(
     for value in range(12):
         config = ops.patch(kube_api, config, {"data": {"COUNTER": str(value)}})
 
-    def final_value_told(received: list[ReceivedCallback]) -> bool:
+    def final_value_told(received: list[Request]) -> bool:
         return any(
             e["status"]["data"].get("COUNTER") == "11"
             for c in received
             for e in c.payload["resource-changes"]["modified"]
         )
 
-    assert callback_sink.wait_for(final_value_told, timeout_s=60)
-    received = callback_sink.received
+    callback_sink.wait_for(final_value_told, timeout_s=60)
+    received = callback_sink.requests
     # Twelve modifications, coalesced: far fewer callbacks, never closer than the interval.
     assert len(received) < 12
     for a, b in itertools.pairwise(received):
@@ -119,7 +117,7 @@ def test_cli_lists_the_subscription_with_its_last_notification(
     story.seed(replicas=1)
     _subscribe(pipeline, "e2e-cli", callback_sink.url(), interval=0)
     story.change_config()
-    assert callback_sink.wait_for(lambda r: len(r) >= 1, timeout_s=60)
+    callback_sink.wait_for(lambda r: len(r) >= 1, timeout_s=60)
 
     def listed() -> list[dict[str, object]] | None:
         result = subprocess.run(

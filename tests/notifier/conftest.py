@@ -23,8 +23,8 @@ from deltawatch.cloud_events import DELTA_TYPE, new_event, to_kafka
 from deltawatch.compacted_table import end_offsets
 from deltawatch.kafka_clients import make_producer, make_reader
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.callback_sink import CallbackSink
 from deltawatch_tools.local_state import free_port
-from tests.fixtures.http_sink import HttpSink
 from tests.fixtures.kafka import committed_records
 
 
@@ -130,8 +130,8 @@ def settings(notifier_env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> C
 
 
 @pytest.fixture
-def sink() -> Iterator[HttpSink]:
-    with HttpSink() as running:
+def sink() -> Iterator[CallbackSink]:
+    with CallbackSink() as running:
         yield running
 
 

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from deltawatch.settings import CommonSettings
-from tests.fixtures.http_sink import HANG, HttpSink, Reply
+from deltawatch_tools.callback_sink import HANG, CallbackSink, Reply
 from tests.notifier.conftest import Commands, Deltas, NotifierProcess, pod, read_topic
 
 pytestmark = pytest.mark.kafka
@@ -23,7 +23,7 @@ SECRET = "whsec_" + base64.b64encode(KEY).decode()
 
 
 def test_interval_zero_signed_payload_and_baseline(
-    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: HttpSink
+    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: CallbackSink
 ) -> None:
     notifier.start()
     commands.create("inst-1", "sub-1", sink.url(), 0, metadata={"owner": "so"}, secret=SECRET)
@@ -42,7 +42,7 @@ def test_interval_zero_signed_payload_and_baseline(
     signed = f"{first.headers['webhook-id']}.{first.headers['webhook-timestamp']}.".encode()
     expected = base64.b64encode(hmac.new(KEY, signed + first.body, hashlib.sha256).digest())
     assert first.headers["webhook-signature"] == "v1," + expected.decode()
-    assert abs(int(first.headers["webhook-timestamp"]) - first.at) < 5
+    assert abs(int(first.headers["webhook-timestamp"]) - first.received_at) < 5
 
     for phase in ("Pending", "Failed"):
         deltas.send("inst-1", modified=[pod("web-0", phase)])
@@ -58,7 +58,7 @@ def test_interval_throttles_and_sends_the_net_change(
     notifier: NotifierProcess,
     commands: Commands,
     deltas: Deltas,
-    sink: HttpSink,
+    sink: CallbackSink,
     settings: CommonSettings,
 ) -> None:
     interval = 2
@@ -79,7 +79,9 @@ def test_interval_throttles_and_sends_the_net_change(
     deltas.send("inst-1", deleted=[pod("a", "P2")])
     requests = sink.wait_count(3)
     assert requests[2].payload["resource-changes"]["deleted"] == [pod("a", "P2")]
-    gaps = [later.at - earlier.at for earlier, later in itertools.pairwise(requests)]
+    gaps = [
+        later.received_at - earlier.received_at for earlier, later in itertools.pairwise(requests)
+    ]
     assert all(gap >= interval for gap in gaps), gaps
     notifier.wait_metric("deltawatch_notifier_coalesced_changes_total 4.0")
     state = read_topic(
@@ -91,7 +93,7 @@ def test_interval_throttles_and_sends_the_net_change(
 
 
 def test_503_with_retry_after_is_retried_with_the_same_webhook_id(
-    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: HttpSink
+    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: CallbackSink
 ) -> None:
     notifier.start()
     sink.script(Reply(503, {"Retry-After": "1"}))
@@ -101,7 +103,7 @@ def test_503_with_retry_after_is_retried_with_the_same_webhook_id(
     assert (failed.answered, delivered.answered) == (503, 200)
     assert failed.headers["webhook-id"] == delivered.headers["webhook-id"]
     assert failed.body == delivered.body
-    assert delivered.at - failed.at >= 0.95
+    assert delivered.received_at - failed.received_at >= 0.95
     notifier.wait_metric(
         'deltawatch_notifier_delivery_attempts_total{result="5xx"} 1.0',
         'deltawatch_notifier_deliveries_total{outcome="delivered"} 1.0',
@@ -113,7 +115,7 @@ def test_400_is_not_retried_and_goes_to_the_dlq(
     notifier: NotifierProcess,
     commands: Commands,
     deltas: Deltas,
-    sink: HttpSink,
+    sink: CallbackSink,
     settings: CommonSettings,
 ) -> None:
     notifier.start()
@@ -150,7 +152,7 @@ def test_dlq_after_the_last_attempt(
     notifier: NotifierProcess,
     commands: Commands,
     deltas: Deltas,
-    sink: HttpSink,
+    sink: CallbackSink,
     settings: CommonSettings,
 ) -> None:
     notifier.start(DELTAWATCH_DELIVERY_MAX_ATTEMPTS="3")
@@ -169,10 +171,10 @@ def test_dlq_after_the_last_attempt(
 
 
 def test_a_hanging_endpoint_does_not_delay_another_subscription(
-    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: HttpSink
+    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: CallbackSink
 ) -> None:
     notifier.start(DELTAWATCH_CALLBACK_TIMEOUT_S="30")
-    with HttpSink(default=Reply(HANG)) as hanging:
+    with CallbackSink(default=Reply(HANG)) as hanging:
         commands.create("inst-1", "stuck", hanging.url(), 0)
         commands.create("inst-1", "fine", sink.url(), 0)
         deltas.send("inst-1", created=[pod("a")])
@@ -185,7 +187,7 @@ def test_a_hanging_endpoint_does_not_delay_another_subscription(
 
 
 def test_undecodable_delta_is_skipped_and_the_next_one_flows(
-    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: HttpSink
+    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: CallbackSink
 ) -> None:
     notifier.start()
     commands.create("inst-1", "sub-1", sink.url(), 0)
@@ -198,7 +200,7 @@ def test_undecodable_delta_is_skipped_and_the_next_one_flows(
 
 
 def test_ignore_fields_alone_do_not_notify(
-    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: HttpSink
+    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: CallbackSink
 ) -> None:
     notifier.start()
     commands.create(

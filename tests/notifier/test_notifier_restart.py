@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from deltawatch.settings import CommonSettings
-from tests.fixtures.http_sink import HANG, HttpSink, Reply
+from deltawatch_tools.callback_sink import HANG, CallbackSink, Reply
 from tests.notifier.conftest import Commands, Deltas, NotifierProcess, pod, read_topic
 
 pytestmark = pytest.mark.kafka
 
 
 def test_restore_after_restart(
-    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: HttpSink
+    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: CallbackSink
 ) -> None:
     notifier.start()
     commands.create("inst-1", "sub-1", sink.url(), 0, metadata={"k": "v"})
@@ -38,7 +38,7 @@ def test_restore_after_restart(
 
 
 def test_pending_throttled_change_survives_a_restart(
-    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: HttpSink
+    notifier: NotifierProcess, commands: Commands, deltas: Deltas, sink: CallbackSink
 ) -> None:
     interval = 3
     notifier.start()
@@ -51,14 +51,14 @@ def test_pending_throttled_change_survives_a_restart(
     notifier.start()
     requests = sink.wait_count(2)
     assert requests[1].payload["resource-changes"]["modified"] == [pod("a", "P1")]
-    assert requests[1].at - first.at >= interval
+    assert requests[1].received_at - first.received_at >= interval
 
 
 def test_sigkill_between_consume_and_delivery(
     notifier: NotifierProcess,
     commands: Commands,
     deltas: Deltas,
-    sink: HttpSink,
+    sink: CallbackSink,
     settings: CommonSettings,
 ) -> None:
     """The delta is consumed and its notification out; the process dies before any 2xx."""
@@ -91,7 +91,7 @@ def test_delivery_time_network_fence_dead_letters(
     notifier: NotifierProcess,
     commands: Commands,
     deltas: Deltas,
-    sink: HttpSink,
+    sink: CallbackSink,
     settings: CommonSettings,
 ) -> None:
     notifier.start()

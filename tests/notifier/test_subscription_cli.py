@@ -8,15 +8,15 @@ import pytest
 from typer.testing import CliRunner
 
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.callback_sink import CallbackSink
 from deltawatch_tools.cli import app
-from tests.fixtures.http_sink import HttpSink
 from tests.notifier.conftest import Deltas, NotifierProcess, pod
 
 pytestmark = pytest.mark.kafka
 
 
 def test_create_list_get_update_delete(
-    notifier: NotifierProcess, settings: CommonSettings, sink: HttpSink, deltas: Deltas
+    notifier: NotifierProcess, settings: CommonSettings, sink: CallbackSink, deltas: Deltas
 ) -> None:
     notifier.start()
     runner = CliRunner()

@@ -14,7 +14,7 @@ import pytest
 
 from deltawatch.command_client import send_command
 from deltawatch.settings import CommonSettings
-from tests.fixtures.http_sink import HttpSink
+from deltawatch_tools.callback_sink import CallbackSink
 from tests.notifier.conftest import Deltas, NotifierProcess, pod, read_topic
 from tests.notifier_rest.conftest import sample_body, subscriptions_path
 
@@ -245,7 +245,7 @@ def test_create_via_kafka_is_listed_by_rest(
 def test_reads_show_the_last_notification(
     api: httpx.Client, instance: str, module_settings: CommonSettings
 ) -> None:
-    with HttpSink() as sink:
+    with CallbackSink() as sink:
         body = sample_body("told", **{"callback-url": sink.url(), "min-notify-interval": 0})
         assert api.post(subscriptions_path(instance), json=body).status_code == 201
         Deltas(module_settings).send(instance, created=[pod("web-0")])

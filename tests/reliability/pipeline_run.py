@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from deltawatch.cloud_events import DELTA_TYPE, CloudEventDecodeError, from_kafka
 from deltawatch.command_client import send_command
 from deltawatch.settings import CommonSettings
+from deltawatch_tools.callback_sink import CallbackSink
 from deltawatch_tools.local_pipeline import WorkerProcess, start_worker, wait_ready
 from deltawatch_tools.localkube import ops
 from tests.fixtures.kafka import committed_records
@@ -34,11 +35,11 @@ from tests.reliability.cluster_driver import COMPARED_FIELDS, ClusterDriver
 from tests.reliability.oracle import (
     Obj,
     ObjectKey,
+    Receipt,
     Verdict,
     check_subscription,
     sequence_violations,
 )
-from tests.reliability.recording_sink import RecordingSink
 
 SEED_VARIABLE = "DELTAWATCH_RELIABILITY_SEED"
 # A killed consumer's partitions wait for its session to expire: keep that short in tests.
@@ -118,7 +119,7 @@ class PipelineRun:
         self.workers: dict[tuple[str, int], WorkerProcess] = {}
         self.expected_exits: set[tuple[str, int]] = set()
         self.crashes: list[str] = []
-        self.sink = RecordingSink().start()
+        self.sink = CallbackSink().start()
         self.subscriptions: list[Subscription] = []
 
     # -- workers --------------------------------------------------------------------------
@@ -226,10 +227,17 @@ class PipelineRun:
         self.subscriptions.append(subscription)
 
     # -- the checks -----------------------------------------------------------------------
+    def receipts(self, path: str) -> list[Receipt]:
+        """Every POST the sink recorded for one subscription, as the oracle reads them."""
+        return [
+            Receipt(r.headers.get("webhook-id", ""), r.received_at, r.body, r.answered)
+            for r in self.sink.requests_to(path)
+        ]
+
     def verdicts(self, truth: dict[str, dict[ObjectKey, Obj]]) -> dict[Subscription, Verdict]:
         return {
             s: check_subscription(
-                self.sink.receipts(s.path),
+                self.receipts(s.path),
                 {},
                 truth[s.instance],
                 interval_s=s.interval,
@@ -305,7 +313,7 @@ def finish(run: PipelineRun, driver: ClusterDriver, report: Report) -> Report:
     verdict.problems += sequence_violations(run.delta_sequences())
     report.verdict = verdict
     report.changes = driver.changes
-    report.callbacks = run.sink.total()
+    report.callbacks = len(run.sink.requests)
     report.crashes = list(run.crashes)
     return report
 

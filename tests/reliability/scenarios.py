@@ -12,6 +12,7 @@ import functools
 import random
 from collections.abc import Callable
 
+from deltawatch_tools.callback_sink import Reply
 from deltawatch_tools.localkafka.broker import BrokerState, LocalKafkaBroker
 from deltawatch_tools.localkube.server import LocalKubeServer
 from tests.reliability.cluster_driver import ClusterDriver
@@ -86,9 +87,9 @@ def sink_faults(
     sink = run.sink
     misbehaviours: list[Callable[[], None]] = [
         sink.stop,
-        lambda: sink.answer(500),
-        lambda: sink.answer(429, retry_after="1"),
-        lambda: sink.hang(3.0),
+        lambda: sink.answer_by_default(Reply(500)),
+        lambda: sink.answer_by_default(Reply(429, {"Retry-After": "1"})),
+        lambda: sink.answer_by_default(Reply(delay_s=3.0)),
     ]
     faults: dict[int, Callable[[], None]] = {}
     slot = changes // rounds  # one misbehaviour per slot, lasting half of it
@@ -104,7 +105,7 @@ def sink_faults(
         def recover() -> None:
             if sink.down:
                 sink.start()
-            sink.heal()
+            sink.answer_by_default(Reply())
 
         faults[end] = recover
     report.faults = drive(run, driver, changes, faults, pace_s=pace_s) // 2
