@@ -22,7 +22,7 @@ from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
 from deltawatch.shutdown import ShutdownFlag
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit
-from services.notifier.rest_api import RestFacade
+from services.notifier.rest.facade import RestFacade
 from services.notifier.worker import NotifierWorker, notifier_topics
 
 READINESS = ["kafka", "assigned", "restored", "caught-up"]

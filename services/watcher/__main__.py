@@ -12,9 +12,13 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import dataclass
+
+from kubernetes.client import ApiClient
 
 from deltawatch.avro_serde import AvroSerde
 from deltawatch.health import HealthState
+from deltawatch.http_server import HttpServer
 from deltawatch.logs import get_logger
 from deltawatch.settings import WatcherSettings
 from deltawatch.shutdown import ShutdownFlag
@@ -31,6 +35,20 @@ from services.watcher.target_watch import TargetWatch
 
 SHUTDOWN_BUDGET_S = 8.0
 
+log = get_logger("watcher")
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """What runs between start-up and shutdown: the producer side and the watch side."""
+
+    outbox: Outbox
+    publisher: Publisher
+    feed: SubscriptionFeed
+    subscription_kinds: SubscriptionKinds
+    supervisor: Supervisor
+    fatal: threading.Event
+
 
 def main() -> None:
     settings = settings_or_exit(WatcherSettings, "watcher")
@@ -38,21 +56,36 @@ def main() -> None:
     health = HealthState(["kafka", "subscriptions", "kubernetes"])
     metrics = WatcherMetrics()
     http = start_http(settings, health)
-    log = get_logger("watcher")
     topics = contract_topics(settings)
     if not create_topics_when_reachable(
         settings, [topics["resource_events"], topics["subscriptions"]], shutdown, health
     ):
         http.stop()
         return
+    api = kube_api_or_exit(settings, http)
+    pipeline = start_pipeline(settings, api, health, metrics, shutdown)
+    follow_subscriptions(settings, pipeline, health, shutdown, http.port)
+    shut_down(pipeline, health, shutdown, http)
 
+
+def kube_api_or_exit(settings: WatcherSettings, http: HttpServer) -> ApiClient:
+    """The Kubernetes client; a kubeconfig that cannot be loaded exits 2 (configuration)."""
     try:
-        api = kube_api.api_client(settings.kubeconfig)
+        return kube_api.api_client(settings.kubeconfig)
     except Exception as exc:  # a kubeconfig that cannot be loaded is a configuration error
         print(f"deltawatch-watcher: configuration error: KUBECONFIG: {exc}", file=sys.stderr)
         http.stop()
         raise SystemExit(2) from None
 
+
+def start_pipeline(
+    settings: WatcherSettings,
+    api: ApiClient,
+    health: HealthState,
+    metrics: WatcherMetrics,
+    shutdown: ShutdownFlag,
+) -> Pipeline:
+    """Start the publisher and build the feed and the supervisor (no watch runs yet)."""
     fatal = threading.Event()
 
     def on_fatal(reason: str) -> None:
@@ -86,10 +119,26 @@ def main() -> None:
         )
 
     supervisor = Supervisor(start_watch, metrics)
+    return Pipeline(outbox, publisher, feed, subscription_kinds, supervisor, fatal)
+
+
+def follow_subscriptions(
+    settings: WatcherSettings,
+    pipeline: Pipeline,
+    health: HealthState,
+    shutdown: ShutdownFlag,
+    port: int,
+) -> None:
+    """Until SIGTERM (or a fatal producer error): reconcile the watches with the subscriptions.
+
+    The first reconcile waits until the subscriptions topic is read to its end, so the watcher
+    never starts watches for kinds it is about to learn are unsubscribed.
+    """
+    feed, supervisor = pipeline.feed, pipeline.supervisor
 
     def desired() -> frozenset[WatchTarget]:
         return desired_targets(
-            settings.resource_types, subscription_kinds.kinds(), settings.namespaces
+            settings.resource_types, pipeline.subscription_kinds.kinds(), settings.namespaces
         )
 
     assigned = False
@@ -111,21 +160,26 @@ def main() -> None:
                 health.met("subscriptions")
                 log.info(
                     "watcher started",
-                    port=http.port,
+                    port=port,
                     targets=sorted(str(t) for t in supervisor.targets),
                 )
 
+
+def shut_down(
+    pipeline: Pipeline, health: HealthState, shutdown: ShutdownFlag, http: HttpServer
+) -> None:
+    """Stop the watches, flush what is queued within the budget; exit 1 after a fatal error."""
     health.stopping()
     log.info("watcher stopping", signal=shutdown.signal_name)
-    supervisor.stop_all(2.0)
-    outbox.close()
-    unsent = publisher.stop(SHUTDOWN_BUDGET_S - 2.5)
+    pipeline.supervisor.stop_all(2.0)
+    pipeline.outbox.close()
+    unsent = pipeline.publisher.stop(SHUTDOWN_BUDGET_S - 2.5)
     if unsent:
         log.warning("records not acknowledged at shutdown; the next start relists", unsent=unsent)
-    feed.close()
+    pipeline.feed.close()
     http.stop()
     log.info("watcher stopped")
-    if fatal.is_set():
+    if pipeline.fatal.is_set():
         raise SystemExit(1)
 
 

@@ -22,7 +22,7 @@ from deltawatch.kafka_clients import make_admin, make_producer, make_reader
 from deltawatch.settings import CommonSettings, NotifierSettings
 from deltawatch.topics import contract_topics, ensure_topics
 from services.notifier.command_waiter import CommandWaiter
-from services.notifier.rest_api import RestFacade
+from services.notifier.rest.facade import RestFacade
 from services.notifier.subscription_directory import DirectoryLagError, SubscriptionDirectory
 from tests.fixtures.kafka import committed_records
 

@@ -1,5 +1,5 @@
-"""The REST facade's pure parts: seed-compatible body checks, status mapping, the read model,
-and the checked-in OpenAPI document."""
+"""The REST facade's pure translation: seed-compatible body checks and the status mapping
+(:mod:`services.notifier.rest.translation`), without a server or a broker."""
 
 from __future__ import annotations
 
@@ -8,14 +8,8 @@ from typing import Any
 
 import pytest
 
-from services.notifier.rest_api import (
-    OPENAPI_FILE,
-    ApiError,
-    rendered_openapi,
-    status_of_rejection,
-    subscription_from_body,
-)
-from services.notifier.subscription_directory import SubscriptionIndex
+from services.notifier.rest.errors import ApiError
+from services.notifier.rest.translation import status_of_rejection, subscription_from_body
 
 URL = "http://10.0.0.5:8080/notify"
 
@@ -157,77 +151,3 @@ def test_update_takes_its_name_from_the_path(fields: dict[str, Any], expected: s
 )
 def test_rejection_codes_map_to_http_statuses(code: str, status: int) -> None:
     assert status_of_rejection(code) == status
-
-
-def _state(instance_id: str, name: str, **extra: Any) -> bytes:
-    return json.dumps(
-        {
-            "name": name,
-            "min-notify-interval": 10,
-            "last-update-time": "2026-01-01T00:00:00.000Z",
-            "callback-url": URL,
-            "last-notify-time": "2026-01-01T00:00:00.000Z",
-            "last-notify-status": 0,
-            "metadata": {},
-            "instance-id": instance_id,
-            "created-at": "2026-01-01T00:00:00.000Z",
-            "created-at-ms": 1767225600000,
-            **extra,
-        }
-    ).encode()
-
-
-def test_index_applies_states_and_tombstones_by_key() -> None:
-    index = SubscriptionIndex()
-    index.apply("i1/b", _state("i1", "b"))
-    index.apply("i1/a", _state("i1", "a"))
-    index.apply("i2/a", _state("i2", "a"))
-    assert [s["name"] for s in index.of_instance("i1")] == ["a", "b"]
-    index.apply("i1/a", _state("i1", "a", **{"last-notify-status": 204}))
-    found = index.get("i1", "a")
-    assert found is not None
-    assert found["last-notify-status"] == 204
-    index.apply("i1/a", None)
-    index.apply("i1/b", None)
-    assert index.of_instance("i1") == []
-    assert index.get("i1", "a") is None
-    assert index.by_instance == {"i2": {"a": "i2/a"}}
-    assert len(index) == 1
-
-
-def test_index_ignores_cps_records_foreign_keys_and_garbage() -> None:
-    index = SubscriptionIndex()
-    index.apply("cps/ds1", b'{"dataspace": "ds1", "all": true, "anchors": []}')
-    index.apply("i1/x", _state("i1", "y"))
-    index.apply("i1/z", b"\x00 not json")
-    assert len(index) == 0
-    index.apply("i1/a", _state("i1", "a"))
-    index.apply("i1/a", b"{}")  # a value that is not a state replaces it: the key is gone
-    assert index.get("i1", "a") is None
-
-
-def test_index_never_shows_a_secret() -> None:
-    index = SubscriptionIndex()
-    index.apply("i1/a", _state("i1", "a", secret="whsec_abc", signed=True))
-    found = index.get("i1", "a")
-    assert found is not None
-    assert "secret" not in found
-    assert found["signed"] is True
-
-
-def test_checked_in_openapi_is_what_the_models_generate() -> None:
-    assert OPENAPI_FILE.read_text() == rendered_openapi(), (
-        "schemas/openapi.json is stale: run python -m services.notifier.rest_api"
-    )
-
-
-def test_openapi_documents_the_seed_departures() -> None:
-    document = json.loads(OPENAPI_FILE.read_text())
-    one = document["paths"]["/v1/instance/{instID}/status/subscription/{subID}"]
-    many = document["paths"]["/v1/instance/{instID}/status/subscription"]
-    assert set(many) == {"parameters", "get", "post"}
-    assert set(one) == {"parameters", "get", "put", "delete"}
-    assert "409" in many["post"]["responses"]
-    assert "404" in one["get"]["responses"]
-    assert "500" in many["post"]["responses"]["409"]["description"]
-    assert "secret" not in document["components"]["schemas"]["StatusSubscription"]["properties"]

@@ -262,7 +262,7 @@ def test_reads_show_the_last_notification(
 
 
 def test_openapi_is_served_as_checked_in(api: httpx.Client) -> None:
-    from services.notifier.rest_api import OPENAPI_FILE
+    from services.notifier.rest.openapi import OPENAPI_FILE
 
     response = api.get("/openapi.json")
     assert response.status_code == 200
