@@ -19,6 +19,7 @@ from deltawatch.compacted_table import wait_for_leaders
 from deltawatch.health import HealthState
 from deltawatch.http_server import HttpServer, build_app
 from deltawatch.logs import get_logger
+from deltawatch.processing_core import FatalKafkaError, TransactionAbandoned
 from deltawatch.settings import NotifierSettings
 from deltawatch.shutdown import ShutdownFlag
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit
@@ -62,6 +63,11 @@ def main() -> None:
     log = get_logger("notifier")
     try:
         asyncio.run(serve(settings, shutdown))
+    except (FatalKafkaError, TransactionAbandoned) as exc:
+        # fenced, fatal, or a transaction that could not commit: the rules ran ahead of Kafka,
+        # and only a restart (which restores the committed state) is correct
+        log.error("notifier stopped on a Kafka error, exiting", error=str(exc))
+        sys.exit(1)
     except KafkaException as exc:
         log.error("notifier stopped on a Kafka error", error=str(exc), exc_info=True)
         sys.exit(1)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from deltawatch.processing_core import transaction_counter
+
 COMMANDS = Counter(
     "deltawatch_notifier_commands_total",
     "Subscription commands answered, by action and result (accepted or the rejection code).",
@@ -49,6 +51,4 @@ LATENCY = Histogram(
     "From the oldest change in a notification being observed (delta ce_time) to its 2xx.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
 )
-TRANSACTIONS = Counter(
-    "deltawatch_notifier_transactions_total", "Kafka transactions committed by the loop."
-)
+TRANSACTIONS = transaction_counter("deltawatch_notifier")

@@ -155,7 +155,7 @@ def test_secret_box_round_trip_and_wrong_key() -> None:
 
 
 def test_webhook_id_is_deterministic_per_subscription_incarnation_and_number() -> None:
-    from services.notifier.worker import webhook_id
+    from services.notifier.notification import webhook_id
 
     assert webhook_id("i/s", 1000, 1) == webhook_id("i/s", 1000, 1)
     assert webhook_id("i/s", 1000, 1).startswith("msg_")
