@@ -244,14 +244,15 @@ class NotifierRules:
             turn.dirty_state.add(key)
         turn.dirty_outbox.add(key)
         verdict = report.verdict
+        keys = {"subscription": key, "webhook_id": flight.webhook_id}
         if verdict.outcome == "retry":
+            retry_in_s = round(verdict.delay_s, 3)
             log.info(
                 "callback attempt failed, will retry",
-                subscription=key,
-                webhook_id=flight.webhook_id,
+                **keys,
                 attempt=flight.attempts,
                 error=result.error,
-                retry_in_s=round(verdict.delay_s, 3),
+                retry_in_s=retry_in_s,
             )
             return
         subscriber.in_flight = None
@@ -262,11 +263,7 @@ class NotifierRules:
         metrics.DELIVERIES.labels("dead-lettered").inc()
         metrics.DLQ.inc()
         log.warning(
-            "notification dead-lettered",
-            subscription=key,
-            webhook_id=flight.webhook_id,
-            attempts=flight.attempts,
-            reason=verdict.reason,
+            "notification dead-lettered", **keys, attempts=flight.attempts, reason=verdict.reason
         )
         letter = dead_letter(key, flight, verdict.reason)
         turn.produce(self.settings.dlq_topic, None, key, letter.to_bytes())
