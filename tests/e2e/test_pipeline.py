@@ -17,7 +17,7 @@ from deltawatch_tools.demo.story import InstanceStory
 from deltawatch_tools.localkube import ops
 from services.notifier.cps.xpath import resource_xpath
 from tests.e2e.conftest import Pipeline
-from tests.notifier_cps_wiring.conftest import CpsRecord, of_anchor, wait_cps
+from tests.notifier.cps.conftest import CpsRecord, of_anchor, wait_cps
 
 CLI = [sys.executable, "-c", "from deltawatch_tools.cli import main; main()"]
 

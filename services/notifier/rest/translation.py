@@ -1,7 +1,7 @@
 """Request body → the ``subscription`` of a command, and a command result → an HTTP status.
 
 Pure functions, no server and no Kafka, so the seed's validation order is tested case by case
-(``tests/notifier_rest/test_request_translation.py``). The seed's handlers decoded the body
+(``tests/unit/notifier/rest/test_request_translation.py``). The seed's handlers decoded the body
 first (empty → 400, undecodable or wrongly typed → 422, as Go's decoder refused it), then
 checked name, interval and callback URL (400); :func:`subscription_from_body` runs those steps
 in that order, one small function each. Everything else (URL syntax, limits, the optional

@@ -21,7 +21,7 @@ from services.notifier.cps.events import AnchorView, EventFormat
 
 pytestmark = pytest.mark.kafka
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 SCHEMA_FILES: dict[EventFormat, str] = {
     "delta": "cps-delta-event-data.schema.json",
     "cps": "cps-data-updated-event.schema.json",

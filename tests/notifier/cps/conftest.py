@@ -26,7 +26,7 @@ from tests.notifier.conftest import (  # noqa: F401  (fixtures re-exported for t
     settings,
 )
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 DATA_SCHEMAS = {
     "org.onap.cps.data-updated-delta-event": "cps-delta-event-data.schema.json",
     "org.onap.cps.events.model.CpsDataUpdatedEvent": "cps-data-updated-event.schema.json",

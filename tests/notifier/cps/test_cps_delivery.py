@@ -16,7 +16,7 @@ from deltawatch.resource_identity import ResourceKey
 from deltawatch.settings import CommonSettings
 from services.notifier.cps.xpath import resource_xpath
 from tests.notifier.conftest import Commands, Deltas, NotifierProcess
-from tests.notifier_cps_wiring.conftest import CpsRecord, of_anchor, read_cps, wait_cps
+from tests.notifier.cps.conftest import CpsRecord, of_anchor, read_cps, wait_cps
 
 pytestmark = pytest.mark.kafka
 

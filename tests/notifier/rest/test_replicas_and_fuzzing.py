@@ -14,7 +14,7 @@ import httpx
 import pytest
 
 from tests.notifier.conftest import NotifierProcess
-from tests.notifier_rest.conftest import rest_env, sample_body, subscriptions_path
+from tests.notifier.rest.conftest import rest_env, sample_body, subscriptions_path
 
 pytestmark = pytest.mark.kafka
 

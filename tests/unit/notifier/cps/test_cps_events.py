@@ -26,7 +26,7 @@ from services.notifier.cps.events import (
 )
 from services.notifier.cps.merge_patch import apply_merge_patch
 
-SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[4] / "schemas"
 DELTA_SCHEMA = json.loads((SCHEMAS / "cps-delta-event-data.schema.json").read_text())
 CPS_SCHEMA = json.loads((SCHEMAS / "cps-data-updated-event.schema.json").read_text())
 MOMENT = datetime(2026, 11, 24, 10, 15, 30, 123456, tzinfo=UTC)

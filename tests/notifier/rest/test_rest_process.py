@@ -16,7 +16,7 @@ from deltawatch.command_client import send_command
 from deltawatch.settings import CommonSettings
 from deltawatch_tools.callback_sink import CallbackSink
 from tests.notifier.conftest import Deltas, NotifierProcess, pod, read_topic
-from tests.notifier_rest.conftest import sample_body, subscriptions_path
+from tests.notifier.rest.conftest import sample_body, subscriptions_path
 
 pytestmark = pytest.mark.kafka
 

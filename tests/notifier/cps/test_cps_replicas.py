@@ -18,7 +18,7 @@ from deltawatch.topics import contract_topics, ensure_topics
 from services.notifier.cps.directory import CpsDirectory, CpsDirectoryReader
 from services.notifier.cps.subscriptions import SUBSCRIBE, apply_command, encode_state
 from tests.notifier.conftest import Commands, Deltas, NotifierProcess, pod
-from tests.notifier_cps_wiring.conftest import of_anchor, wait_cps
+from tests.notifier.cps.conftest import of_anchor, wait_cps
 
 pytestmark = pytest.mark.kafka
 

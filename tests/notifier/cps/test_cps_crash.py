@@ -15,7 +15,7 @@ import pytest
 
 from deltawatch.settings import CommonSettings
 from tests.notifier.conftest import Commands, Deltas, NotifierProcess, pod
-from tests.notifier_cps_wiring.conftest import CpsRecord, of_anchor, read_cps, wait_cps
+from tests.notifier.cps.conftest import CpsRecord, of_anchor, read_cps, wait_cps
 
 pytestmark = pytest.mark.kafka
 
