@@ -10,7 +10,7 @@ partition of the subscriptions topic from the beginning, keeping only ``cps/`` r
 Freshness: the worker reads the directory to its end offsets before it consumes anything (so
 a started replica routes with every committed subscription), then takes what the reader has
 fetched at the start of every loop turn. For dataspaces whose state lives on partitions the
-replica owns, its own command table is newer still and wins (see ``NotifierWorker``); with
+replica owns, its own command table is newer still and wins (see ``NotifierRules.cps_states``); with
 one replica the directory is never consulted. With several, a subscribe or unsubscribe takes
 effect on the other replicas once they have fetched it — tens of milliseconds
 (``fetch.wait.max.ms``); deltas handled in that window follow the previous state.

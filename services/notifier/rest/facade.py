@@ -45,7 +45,7 @@ REQUEST_SECONDS = Histogram(
 )
 
 # The logger keeps the name it had before the facade became a package: log queries use it.
-log = get_logger("notifier.rest_api")
+log = get_logger("notifier.rest")
 
 
 Handler = Callable[[Request], Awaitable[Response]]
