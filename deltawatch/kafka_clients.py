@@ -22,6 +22,25 @@ def base_config(settings: CommonSettings) -> dict[str, Any]:
     return config
 
 
+_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+
+# What every consumer of ours relies on: offsets move only with our own (transactional) commits
+# or not at all, and a partition without committed offsets is read from its beginning.
+_MANUAL_OFFSETS: dict[str, Any] = {
+    "enable.auto.commit": False,
+    "enable.auto.offset.store": False,
+    "auto.offset.reset": "earliest",
+    "fetch.message.max.bytes": _MAX_MESSAGE_BYTES,
+}
+
+
+def _client_config(
+    settings: CommonSettings, client_id: str, required: dict[str, Any], overrides: dict[str, Any]
+) -> dict[str, Any]:
+    # The caller's overrides come last: they are ours (tests, benches), never the operator's.
+    return {**base_config(settings), **required, "client.id": client_id, **overrides}
+
+
 def make_producer(
     settings: CommonSettings,
     *,
@@ -30,22 +49,17 @@ def make_producer(
     **overrides: Any,
 ) -> Producer:
     """An idempotent producer; transactional when ``transactional_id`` is given."""
-    config = base_config(settings)
-    config.update(
-        {
-            "client.id": client_id,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 5,
-            "compression.type": "zstd",
-            "message.max.bytes": 16 * 1024 * 1024,
-        }
-    )
+    required: dict[str, Any] = {
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "compression.type": "zstd",
+        "message.max.bytes": _MAX_MESSAGE_BYTES,
+    }
     if transactional_id:
-        config["transactional.id"] = transactional_id
-        config["transaction.timeout.ms"] = 60000
-    config.update(overrides)
-    return Producer(config)
+        required["transactional.id"] = transactional_id
+        required["transaction.timeout.ms"] = 60000
+    return Producer(_client_config(settings, client_id, required, overrides))
 
 
 def make_consumer(
@@ -57,46 +71,52 @@ def make_consumer(
     **overrides: Any,
 ) -> Consumer:
     """A consumer with manual offset management and ``read_committed`` isolation by default."""
-    config = base_config(settings)
-    config.update(
-        {
-            "group.id": group_id,
-            "client.id": client_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed" if read_committed else "read_uncommitted",
-            "partition.assignment.strategy": "cooperative-sticky",
-            "fetch.message.max.bytes": 16 * 1024 * 1024,
-            # A read_committed fetch is not woken when only a transaction's commit marker
-            # arrives, so the broker's default 500 ms wait would be added to every hop after a
-            # transactional producer. A few idle fetches per second are the price.
-            "fetch.wait.max.ms": 50,
-        }
-    )
-    config.update(overrides)
-    return Consumer(config)
+    required = {
+        **_MANUAL_OFFSETS,
+        "group.id": group_id,
+        "isolation.level": "read_committed" if read_committed else "read_uncommitted",
+        "partition.assignment.strategy": "cooperative-sticky",
+        # A read_committed fetch is not woken when only a transaction's commit marker
+        # arrives, so the broker's default 500 ms wait would be added to every hop after a
+        # transactional producer. A few idle fetches per second are the price.
+        "fetch.wait.max.ms": 50,
+    }
+    return Consumer(_client_config(settings, client_id, required, overrides))
 
 
 def make_reader(
     settings: CommonSettings, *, client_id: str = "deltawatch-reader", **overrides: Any
 ) -> Consumer:
     """A group-less consumer for ``assign()``-based reads (state restore, tailing)."""
-    config = base_config(settings)
-    config.update(
-        {
-            "group.id": f"{client_id}-unused",
-            "client.id": client_id,
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "isolation.level": "read_committed",
-            "enable.partition.eof": True,
-            "fetch.message.max.bytes": 16 * 1024 * 1024,
-        }
-    )
-    config.update(overrides)
-    return Consumer(config)
+    required = {
+        **_MANUAL_OFFSETS,
+        "group.id": f"{client_id}-unused",
+        "isolation.level": "read_committed",
+        "enable.partition.eof": True,
+    }
+    return Consumer(_client_config(settings, client_id, required, overrides))
+
+
+def produce_when_room(
+    producer: Producer,
+    topic: str,
+    *,
+    key: bytes | None,
+    value: bytes | None,
+    wait_s: float,
+    **options: Any,
+) -> None:
+    """``produce()``, serving delivery reports while librdkafka's queue is full until it has room.
+
+    A full queue means Kafka is slow or down; the record must not be dropped, and waiting in
+    ``poll`` is what frees the queue (its acknowledgements run the delivery callbacks).
+    """
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value, **options)
+            return
+        except BufferError:
+            producer.poll(wait_s)
 
 
 def make_admin(settings: CommonSettings) -> AdminClient:

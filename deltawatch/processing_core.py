@@ -41,7 +41,7 @@ call_deadline`: past the deadline the process exits 1, the same recovery as a fa
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 from typing import Any
 
 import prometheus_client
@@ -56,6 +56,7 @@ from confluent_kafka import (
 )
 
 from deltawatch.call_deadline import call_deadline
+from deltawatch.kafka_clients import produce_when_room
 
 DEADLINE_MARGIN_S = 15.0
 """How much longer than its own timeout a Kafka call may take before it counts as hung."""
@@ -93,33 +94,28 @@ def transaction_counter(prefix: str) -> prometheus_client.Counter:
     )
 
 
+@dataclass(eq=False)
 class TransactionalCore:
     """A transactional producer and the consumer whose offsets its transactions commit."""
 
-    def __init__(
-        self,
-        producer: Producer,
-        consumer: Consumer,
-        *,
-        log: Any,
-        transactions: prometheus_client.Counter,
-        rewind_on_abort: bool = True,
-        transaction_timeout_s: float = 30.0,
-    ) -> None:
-        self.producer = producer
-        self.consumer = consumer
-        self.log = log
-        self.rewind_on_abort = rewind_on_abort
-        self.timeout_s = transaction_timeout_s
-        self._committed = transactions.labels("committed")
-        self._aborted = transactions.labels("aborted")
-        self.fatal = False
-        """Set once a :class:`FatalKafkaError` was raised: the producer must not be flushed."""
+    producer: Producer
+    consumer: Consumer
+    _: KW_ONLY
+    log: Any
+    transactions: prometheus_client.Counter
+    rewind_on_abort: bool = True
+    transaction_timeout_s: float = 30.0
+    fatal: bool = field(default=False, init=False)
+    """Set once a :class:`FatalKafkaError` was raised: the producer must not be flushed."""
+
+    def __post_init__(self) -> None:
+        self._committed = self.transactions.labels("committed")
+        self._aborted = self.transactions.labels("aborted")
 
     def init_transactions(self) -> None:
         """Fence older processes with our ``transactional.id`` and abort their transaction."""
         try:
-            self.producer.init_transactions(self.timeout_s)
+            self.producer.init_transactions(self.transaction_timeout_s)
         except KafkaException as exc:
             raise self._fatal(exc.args[0]) from exc
 
@@ -198,25 +194,22 @@ class TransactionalCore:
             options["headers"] = record.headers
         if record.timestamp_ms:
             options["timestamp"] = record.timestamp_ms
-        while True:
-            try:
-                self.producer.produce(record.topic, key=record.key, value=record.value, **options)
-                return
-            except BufferError:
-                self.producer.poll(0.05)
+        produce_when_room(
+            self.producer, record.topic, key=record.key, value=record.value, wait_s=0.05, **options
+        )
 
     def _send_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
         positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]
-        deadline_s = self.timeout_s + DEADLINE_MARGIN_S
+        deadline_s = self.transaction_timeout_s + DEADLINE_MARGIN_S
         with call_deadline(deadline_s, "send_offsets_to_transaction", self.log):
             self.producer.send_offsets_to_transaction(
-                positions, self.consumer.consumer_group_metadata(), self.timeout_s
+                positions, self.consumer.consumer_group_metadata(), self.transaction_timeout_s
             )
 
     def _commit_transaction(self) -> None:
         while True:
             try:
-                self.producer.commit_transaction(self.timeout_s)
+                self.producer.commit_transaction(self.transaction_timeout_s)
                 return
             except KafkaException as exc:
                 error = exc.args[0]
@@ -239,7 +232,7 @@ class TransactionalCore:
             self.log.warning(f"transaction failed, aborting and {what}", error=str(error))
         self._aborted.inc()
         try:
-            self.producer.abort_transaction(self.timeout_s)
+            self.producer.abort_transaction(self.transaction_timeout_s)
         except KafkaException as abort_exc:
             if abort_exc.args[0].fatal():
                 raise self._fatal(abort_exc.args[0]) from abort_exc
@@ -250,7 +243,7 @@ class TransactionalCore:
     def _abort_after_bug(self) -> None:
         self._aborted.inc()
         try:
-            self.producer.abort_transaction(self.timeout_s)
+            self.producer.abort_transaction(self.transaction_timeout_s)
         except KafkaException as exc:
             self.fatal = self.fatal or exc.args[0].fatal()
             self.log.warning("abort failed", error=str(exc))
@@ -263,7 +256,7 @@ class TransactionalCore:
         partitions = [TopicPartition(t, p) for t, p in offsets if (t, p) in owned]
         if not partitions:
             return
-        for tp in self.consumer.committed(partitions, timeout=self.timeout_s):
+        for tp in self.consumer.committed(partitions, timeout=self.transaction_timeout_s):
             offset = tp.offset if tp.offset >= 0 else OFFSET_BEGINNING
             self.consumer.seek(TopicPartition(tp.topic, tp.partition, offset))
 

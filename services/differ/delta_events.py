@@ -56,15 +56,14 @@ def delta_data(delta: InstanceDelta, cluster: str) -> bytes:
 
 
 def _record(
-    *,
     event_type: str,
     source: str,
     event_id: str,
     time: datetime,
-    subject: str | None,
-    key: str | None,
     data: bytes,
+    instance_id: str | None = None,
 ) -> KafkaRecord:
+    # An instance's events are keyed by it and name it as their subject; heartbeats have neither.
     # Binary mode (CONTRACT §5), in the order the SDK's Kafka binding writes the attributes.
     headers = [
         ("ce_id", event_id.encode()),
@@ -74,21 +73,16 @@ def _record(
         ("ce_time", rfc3339_ms(time).encode()),
         ("content-type", _CONTENT_TYPE),
     ]
-    if subject is not None:
-        headers.append(("ce_subject", subject.encode()))
-    return KafkaRecord(None if key is None else key.encode(), data, headers)
+    if instance_id is None:
+        return KafkaRecord(None, data, headers)
+    headers.append(("ce_subject", instance_id.encode()))
+    return KafkaRecord(instance_id.encode(), data, headers)
 
 
 def delta_record(delta: InstanceDelta, *, cluster: str, source: str) -> KafkaRecord:
-    return _record(
-        event_type=DELTA_TYPE,
-        source=source,
-        event_id=f"{delta.instance_id}:{delta.sequence}",
-        time=delta.time,
-        subject=delta.instance_id,
-        key=delta.instance_id,
-        data=delta_data(delta, cluster),
-    )
+    event_id = f"{delta.instance_id}:{delta.sequence}"
+    data = delta_data(delta, cluster)
+    return _record(DELTA_TYPE, source, event_id, delta.time, data, delta.instance_id)
 
 
 def synced_record(notice: SyncedNotice, *, cluster: str, source: str) -> KafkaRecord:
@@ -102,14 +96,9 @@ def synced_record(notice: SyncedNotice, *, cluster: str, source: str) -> KafkaRe
         "namespace": scope.namespace,
     }
     gvk = f"{scope.group}/{scope.version}/{scope.kind}/{scope.namespace}"
+    event_id = f"{notice.instance_id}:synced:{gvk}:{notice.list_id}"
     return _record(
-        event_type=SYNCED_TYPE,
-        source=source,
-        event_id=f"{notice.instance_id}:synced:{gvk}:{notice.list_id}",
-        time=notice.time,
-        subject=notice.instance_id,
-        key=notice.instance_id,
-        data=compact_json(data),
+        SYNCED_TYPE, source, event_id, notice.time, compact_json(data), notice.instance_id
     )
 
 
@@ -117,11 +106,5 @@ def heartbeat_record(*, partition: int, time: datetime, cluster: str, source: st
     stamp = rfc3339_ms(time)
     data = {"cluster": cluster, "partition": partition, "time": stamp}
     return _record(
-        event_type=HEARTBEAT_TYPE,
-        source=source,
-        event_id=f"heartbeat:{partition}:{stamp}",
-        time=time,
-        subject=None,
-        key=None,
-        data=compact_json(data),
+        HEARTBEAT_TYPE, source, f"heartbeat:{partition}:{stamp}", time, compact_json(data)
     )

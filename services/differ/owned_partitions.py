@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, TopicPartition
 from structlog.stdlib import BoundLogger
@@ -25,29 +26,21 @@ from services.differ.snapshot import SnapshotStore
 LAG_EVERY_S = 5.0
 
 
+@dataclass(eq=False)
 class OwnedPartitions:
-    def __init__(
-        self,
-        topic: str,
-        changelog: str,
-        reader: Consumer,
-        health: HealthState,
-        shutdown: ShutdownFlag,
-        log: BoundLogger,
-    ) -> None:
-        self.topic = topic
-        self.changelog = changelog
-        self.reader = reader
-        self.health = health
-        self.shutdown = shutdown
-        self.log = log
-        self.store = SnapshotStore()
-        self.assigned: set[int] = set()
-        self.catch_up: dict[int, int] | None = None
-        """Input end offsets found at the first assignment, until the position passes them."""
-        self.last_output: dict[int, float] = {}
-        self.resource_counts: dict[int, int] = {}
-        self._next_lag = 0.0
+    topic: str
+    changelog: str
+    reader: Consumer
+    health: HealthState
+    shutdown: ShutdownFlag
+    log: BoundLogger
+    store: SnapshotStore = field(default_factory=SnapshotStore, init=False)
+    assigned: set[int] = field(default_factory=set, init=False)
+    catch_up: dict[int, int] | None = field(default=None, init=False)
+    """Input end offsets found at the first assignment, until the position passes them."""
+    last_output: dict[int, float] = field(default_factory=dict, init=False)
+    resource_counts: dict[int, int] = field(default_factory=dict, init=False)
+    _next_lag: float = field(default=0.0, init=False)
 
     # -- rebalance callbacks -----------------------------------------------------------------
 

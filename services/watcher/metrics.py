@@ -8,6 +8,7 @@ publish errors). Kinds are labelled ``group/version/Kind`` (``v1/Kind`` for the 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Iterator
@@ -45,50 +46,45 @@ class _SinceLastEvent(Collector):
 
 class WatcherMetrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
-        self.events_published = Counter(
+        # Tests give each watcher a registry of its own, so every series is bound to it here.
+        counter = functools.partial(Counter, registry=registry)
+        gauge = functools.partial(Gauge, registry=registry)
+        self.events_published = counter(
             "deltawatch_watcher_events_published",
             "Records confirmed written to the resource-events topic (markers once per list).",
             ["kind", "type"],
-            registry=registry,
         )
-        self.relists = Counter(
+        self.relists = counter(
             "deltawatch_watcher_relists",
             "LISTs started, by reason: initial, expired (410 Gone), error.",
             ["kind", "reason"],
-            registry=registry,
         )
-        self.watch_restarts = Counter(
+        self.watch_restarts = counter(
             "deltawatch_watcher_watch_restarts",
             "WATCH streams that ended, by cause: timeout (server closed it), error, expired.",
             ["kind", "cause"],
-            registry=registry,
         )
-        self.publish_errors = Counter(
+        self.publish_errors = counter(
             "deltawatch_watcher_publish_errors",
             "Kafka produce or delivery errors, by librdkafka error name.",
             ["reason"],
-            registry=registry,
         )
-        self.queue_items = Gauge(
+        self.queue_items = gauge(
             "deltawatch_watcher_queue_depth",
             "Records waiting between the watch threads and the Kafka producer.",
-            registry=registry,
         )
-        self.queue_bytes = Gauge(
+        self.queue_bytes = gauge(
             "deltawatch_watcher_queue_bytes",
             "Bytes waiting between the watch threads and the Kafka producer.",
-            registry=registry,
         )
-        self.watches = Gauge(
+        self.watches = gauge(
             "deltawatch_watcher_watches",
             "Watch targets running (kind x namespace).",
-            registry=registry,
         )
-        self.kind_served = Gauge(
+        self.kind_served = gauge(
             "deltawatch_watcher_kind_served",
             "1 when discovery found the kind, 0 while the server does not serve it.",
             ["kind"],
-            registry=registry,
         )
         self.since_last_event = _SinceLastEvent()
         registry.register(self.since_last_event)

@@ -21,7 +21,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from deltawatch.kafka_clients import make_producer
+from deltawatch.kafka_clients import make_producer, produce_when_room
 from deltawatch.logs import get_logger
 from deltawatch.settings import WatcherSettings
 from services.watcher.metrics import WatcherMetrics
@@ -148,21 +148,17 @@ class Publisher:
         kwargs: dict[str, Any] = {"on_delivery": delivered}
         if partition is not None:
             kwargs["partition"] = partition
-        while True:
-            try:
-                self.producer.produce(self.topic, value=item.value, key=item.key, **kwargs)
+        try:
+            produce_when_room(
+                self.producer, self.topic, key=item.key, value=item.value, wait_s=0.1, **kwargs
+            )
+        except KafkaException as exc:
+            error: KafkaError = exc.args[0]
+            self.metrics.publish_errors.labels(error.name()).inc()
+            if error.fatal():
+                self.on_fatal(error.str())
                 return
-            except BufferError:
-                # librdkafka's buffer is full (Kafka slow or down): wait for acknowledgements.
-                self.producer.poll(0.1)
-            except KafkaException as exc:
-                error: KafkaError = exc.args[0]
-                self.metrics.publish_errors.labels(error.name()).inc()
-                if error.fatal():
-                    self.on_fatal(error.str())
-                    return
-                self.log.error("produce refused the record", error=error.str(), kind=item.kind)
-                return
+            self.log.error("produce refused the record", error=error.str(), kind=item.kind)
 
     def _on_error(self, error: KafkaError) -> None:
         if error.fatal():

@@ -16,6 +16,7 @@ advanced here, and the caller persists it in the same transaction.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -64,21 +65,14 @@ class TransactionalProducer(Protocol):
     def poll(self, timeout: float = ...) -> int: ...
 
 
+@dataclass(frozen=True)
 class CpsEventWriter:
     """Writes CPS events to ``DELTAWATCH_CPS_TOPIC`` through a producer it does not own."""
 
-    def __init__(
-        self,
-        producer: TransactionalProducer,
-        topic: str,
-        *,
-        event_format: EventFormat,
-        schema_set: str,
-    ) -> None:
-        self._producer = producer
-        self._topic = topic
-        self._format: EventFormat = event_format
-        self._schema_set = schema_set
+    producer: TransactionalProducer
+    topic: str
+    event_format: EventFormat
+    schema_set: str
 
     @classmethod
     def from_settings(
@@ -95,11 +89,11 @@ class CpsEventWriter:
         """Produce every delta's events, in order; returns what was produced."""
         produced: list[CpsEvent] = []
         for delta in deltas:
-            events = cps_events(delta, event_format=self._format, schema_set=self._schema_set)
+            events = cps_events(delta, event_format=self.event_format, schema_set=self.schema_set)
             for event in events:
                 self._produce(event)
             if events:
-                EVENTS_PRODUCED.labels(self._format).inc(len(events))
+                EVENTS_PRODUCED.labels(self.event_format).inc(len(events))
                 for change in delta.changes:
                     if not change.is_noop:
                         RESOURCE_CHANGES.labels(change.action).inc()
@@ -139,10 +133,10 @@ class CpsEventWriter:
         record = event.record()
         while True:
             try:
-                self._producer.produce(
-                    self._topic, value=record.value, key=record.key, headers=record.headers
+                self.producer.produce(
+                    self.topic, value=record.value, key=record.key, headers=record.headers
                 )
                 return
             except BufferError:
                 # Local queue full: serve delivery reports until there is room again.
-                self._producer.poll(0.5)
+                self.producer.poll(0.5)

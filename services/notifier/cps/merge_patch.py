@@ -27,10 +27,30 @@ Pure functions, no I/O; inputs are never mutated.
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 JSONValue = Any
 """A value as ``json.loads`` returns it (dict, list, str, int, float, bool or None)."""
+
+
+_ABSENT: Any = object()
+"""Stands for a member one side does not have (``None`` is JSON ``null``, a value)."""
+
+
+def _differing_members(
+    old: dict[str, JSONValue], new: dict[str, JSONValue]
+) -> Iterator[tuple[str, JSONValue, JSONValue]]:
+    """``(name, old value, new value)`` of every member that differs, ``_ABSENT`` for a side
+    without it: removed members first in ``old``'s order, then added or changed ones in ``new``'s.
+    """
+    for name, old_value in old.items():
+        if name not in new:
+            yield name, old_value, _ABSENT
+    for name, new_value in new.items():
+        old_value = old.get(name, _ABSENT)
+        if old_value is _ABSENT or not json_equal(old_value, new_value):
+            yield name, old_value, new_value
 
 
 def merge_patch_diff(old: JSONValue, new: JSONValue) -> JSONValue:
@@ -43,17 +63,10 @@ def merge_patch_diff(old: JSONValue, new: JSONValue) -> JSONValue:
     if not (isinstance(old, dict) and isinstance(new, dict)):
         return copy.deepcopy(new)
     patch: dict[str, JSONValue] = {}
-    for name in old:
-        if name not in new:
+    for name, old_value, new_value in _differing_members(old, new):
+        if new_value is _ABSENT:
             patch[name] = None
-    for name, new_value in new.items():
-        if name not in old:
-            patch[name] = copy.deepcopy(new_value)
-            continue
-        old_value = old[name]
-        if json_equal(old_value, new_value):
-            continue
-        if isinstance(old_value, dict) and isinstance(new_value, dict):
+        elif isinstance(old_value, dict) and isinstance(new_value, dict):
             patch[name] = merge_patch_diff(old_value, new_value)
         else:
             patch[name] = copy.deepcopy(new_value)
@@ -85,24 +98,17 @@ def changed_leaves(old: JSONValue, new: JSONValue) -> tuple[JSONValue, JSONValue
         return copy.deepcopy(old), copy.deepcopy(new)
     source: dict[str, JSONValue] = {}
     target: dict[str, JSONValue] = {}
-    for name, old_value in old.items():
-        if name not in new:
-            source[name] = copy.deepcopy(old_value)
-    for name, new_value in new.items():
-        if name not in old:
-            target[name] = copy.deepcopy(new_value)
-            continue
-        old_value = old[name]
-        if json_equal(old_value, new_value):
-            continue
+    for name, old_value, new_value in _differing_members(old, new):
         if isinstance(old_value, dict) and isinstance(new_value, dict):
             nested_source, nested_target = changed_leaves(old_value, new_value)
             if nested_source:
                 source[name] = nested_source
             if nested_target:
                 target[name] = nested_target
-        else:
+            continue
+        if old_value is not _ABSENT:
             source[name] = copy.deepcopy(old_value)
+        if new_value is not _ABSENT:
             target[name] = copy.deepcopy(new_value)
     return source, target
 

@@ -21,7 +21,7 @@ import functools
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from services.notifier import metrics
 from services.notifier.delivery.callback_client import AttemptResult, CallbackClient
@@ -60,23 +60,19 @@ class AttemptReport:
     verdict: Verdict
 
 
+@dataclass(eq=False)
 class Deliveries:
-    def __init__(
-        self,
-        client: CallbackClient,
-        reports: asyncio.Queue[AttemptReport],
-        target_of: Callable[[str], Target | None],
-        max_attempts: int,
-        max_age_s: float,
-        concurrency: int = 500,
-    ) -> None:
-        self._client = client
-        self._reports = reports
-        self._target_of = target_of
-        self._max_attempts = max_attempts
-        self._max_age_s = max_age_s
-        self._tasks: dict[str, asyncio.Task[None]] = {}
-        self._slots = asyncio.Semaphore(concurrency)
+    client: CallbackClient
+    reports: asyncio.Queue[AttemptReport]
+    target_of: Callable[[str], Target | None]
+    max_attempts: int
+    max_age_s: float
+    concurrency: int = 500
+    _tasks: dict[str, asyncio.Task[None]] = field(default_factory=dict, init=False)
+    _slots: asyncio.Semaphore = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._slots = asyncio.Semaphore(self.concurrency)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -114,7 +110,7 @@ class Deliveries:
         while True:
             if wait_s > 0:
                 await asyncio.sleep(wait_s)
-            target = self._target_of(job.key)
+            target = self.target_of(job.key)
             if target is None:
                 return
             if target.problem is not None:
@@ -122,7 +118,7 @@ class Deliveries:
                 result = AttemptResult(now, 0, target.problem, refused=True, ended_at=now)
             else:
                 async with self._slots:
-                    result = await self._client.post(
+                    result = await self.client.post(
                         target.url, job.webhook_id, job.body, target.key
                     )
             attempts += 1
@@ -139,13 +135,13 @@ class Deliveries:
                     now=time.time(),
                     retry_after=result.retry_after_s,
                     interval_s=target.interval_s,
-                    max_attempts=self._max_attempts,
-                    max_age_s=self._max_age_s,
+                    max_attempts=self.max_attempts,
+                    max_age_s=self.max_age_s,
                     jitter=random.random(),
                 )
             if verdict.outcome == "delivered" and job.observed_at is not None:
                 metrics.LATENCY.observe(max(0.0, time.time() - job.observed_at))
-            self._reports.put_nowait(
+            self.reports.put_nowait(
                 AttemptReport(job.key, job.webhook_id, result, attempts, first_attempt_at, verdict)
             )
             if verdict.outcome != "retry":
