@@ -28,6 +28,11 @@ SYNCED_TYPE = "org.deltawatch.instance.status.synced"
 HEARTBEAT_TYPE = "org.deltawatch.instance.status.heartbeat"
 
 
+def cluster_source(cluster: str) -> str:
+    """``ce_source`` of the differ's events about ``cluster`` (CONTRACT §5, §10)."""
+    return f"/deltawatch/clusters/{cluster}"
+
+
 class CloudEventDecodeError(Exception):
     """A Kafka record that is not a binary-mode CloudEvent with JSON object data."""
 

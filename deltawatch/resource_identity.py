@@ -9,7 +9,8 @@ leaf that any layer may import.
 
 * :class:`GroupVersionKind` — a kind, spelt ``group/version/Kind`` (``v1/Kind`` for the core
   group) in ``DELTAWATCH_RESOURCE_TYPES`` and in logs and metric labels.
-* :class:`ResourceKey` — CONTRACT's resource key ``(group, version, kind, namespace, name)``.
+* :class:`ResourceKey` — CONTRACT's resource key ``(cluster, group, version, kind, namespace,
+  name)``.
   A tuple on purpose: the differ holds hundreds of thousands of them and writes them, field by
   field in this order, into its changelog keys; the order is part of that format.
 * :class:`EventType` — the ``type`` symbols of ``schemas/resource-event.avsc``; a ``str``
@@ -25,7 +26,14 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NamedTuple
 
-__all__ = ["EventType", "GroupVersionKind", "ResourceKey", "api_version", "without_managed_fields"]
+__all__ = [
+    "EventType",
+    "GroupVersionKind",
+    "ResourceKey",
+    "api_version",
+    "upgrade_path",
+    "without_managed_fields",
+]
 
 
 def api_version(group: str, version: str) -> str:
@@ -60,8 +68,12 @@ class GroupVersionKind:
 
 
 class ResourceKey(NamedTuple):
-    """(group, version, kind, namespace, name); namespace is ``""`` for cluster-scoped objects."""
+    """(cluster, group, version, kind, namespace, name); namespace ``""`` when cluster-scoped.
 
+    The cluster comes first (CONTRACT §10): the same namespace and name in two clusters are two
+    resources, and keys sort cluster by cluster."""
+
+    cluster: str
     group: str
     version: str
     kind: str
@@ -69,9 +81,12 @@ class ResourceKey(NamedTuple):
     name: str
 
     @classmethod
-    def of(cls, group: str, version: str, kind: str, namespace: str, name: str) -> ResourceKey:
-        """A key whose group/version/kind strings are interned (few distinct, many keys)."""
-        return cls(sys.intern(group), sys.intern(version), sys.intern(kind), namespace, name)
+    def of(
+        cls, cluster: str, group: str, version: str, kind: str, namespace: str, name: str
+    ) -> ResourceKey:
+        """A key whose cluster/group/version/kind strings are interned (few distinct, many keys)."""
+        intern = sys.intern
+        return cls(intern(cluster), intern(group), intern(version), intern(kind), namespace, name)
 
     @property
     def api_version(self) -> str:
@@ -83,11 +98,20 @@ class ResourceKey(NamedTuple):
 
     @property
     def path(self) -> str:
-        """``group/version/kind/namespace/name``: the key as one string.
+        """``cluster/group/version/kind/namespace/name``: the key as one string.
 
-        The notifier persists keys in this spelling (its ``ignore-fields-seen`` state), so it
-        must not change."""
+        The notifier persists keys in this spelling (its ``ignore-fields-seen`` state); the
+        previous release wrote them without the cluster (see :func:`upgrade_path`)."""
         return "/".join(self)
+
+
+def upgrade_path(path: str, legacy_cluster: str) -> str:
+    """A persisted :attr:`ResourceKey.path`, from a release without clusters made current.
+
+    Keys of that release have five parts; they belong to the cluster the pipeline then watched
+    (its ``DELTAWATCH_CLUSTER``), and a name never contains ``/``, so the count tells them apart.
+    """
+    return f"{legacy_cluster}/{path}" if path.count("/") == 4 else path
 
 
 class EventType(StrEnum):

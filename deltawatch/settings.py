@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal, TypeVar
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from deltawatch.cloud_events import cluster_source
 from deltawatch.resource_identity import GroupVersionKind
 
 DEFAULT_RESOURCE_TYPES = (
@@ -119,7 +120,7 @@ class CommonSettings(BaseSettings):
     @property
     def source(self) -> str:
         """CloudEvent ``source`` of everything this cluster's pipeline emits."""
-        return f"/deltawatch/clusters/{self.cluster}"
+        return cluster_source(self.cluster)
 
     def changelog_topic(self, worker: str, store: str) -> str:
         """Internal state topics follow CONTRACT §3: ``deltawatch.<worker>-<store>-changelog``.

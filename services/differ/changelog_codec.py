@@ -4,13 +4,20 @@ One changelog record per *resource* (not per instance), so a delta touching one 
 500-object instance writes one small record, and compaction keeps exactly one record per live
 resource. Three record kinds, told apart by the first element of the JSON-array key:
 
-* ``["r", instance, group, version, kind, namespace, name]`` → resource entry; tombstone when
-  the resource is gone. Value: one line of JSON (uid, digest, seen list) + ``\\n`` + the
-  object's compact JSON, so a restore never re-parses or re-serialises the object itself.
+* ``["r", instance, cluster, group, version, kind, namespace, name]`` → resource entry;
+  tombstone when the resource is gone. Value: one line of JSON (uid, digest, seen list) +
+  ``\\n`` + the object's compact JSON, so a restore never re-parses or re-serialises the
+  object itself.
 * ``["s", instance]`` → ``{"sequence": n}``: the delta count survives even when an instance has
   no resources left, so a re-appearing instance continues its sequence.
-* ``["l", group, version, kind, namespace]`` → ``{"list-id": …}`` for a list in progress;
-  tombstone once it ended.
+* ``["l", cluster, group, version, kind, namespace]`` → ``{"list-id": …}`` for a list in
+  progress; tombstone once it ended.
+
+The release before clusters (CONTRACT §10) wrote ``r`` and ``l`` keys without the cluster; they
+are read as the differ's own ``DELTAWATCH_CLUSTER`` (the one cluster that release watched). Such
+a record is deleted (a tombstone of its old key, written *before* the new record in the same
+transaction) the first time its resource or list is written again, so that restore order stays
+right and compaction can never leave the old record alone.
 
 Pure functions: :mod:`services.differ.restore` does the reading.
 """
@@ -63,6 +70,10 @@ def decode_entry(value: bytes) -> SnapshotEntry:
 def encode_outcome(outcome: BatchOutcome) -> list[ChangelogRecord]:
     """The changelog records that persist a batch's state writes."""
     records: list[ChangelogRecord] = []
+    for instance_id, key in outcome.legacy_retired:
+        records.append((_key("r", instance_id, *key[1:]), None))
+    for scope in outcome.legacy_lists_retired:
+        records.append((_key("l", *scope[1:]), None))
     for (instance_id, key), entry in outcome.resource_writes.items():
         record_key = _key("r", instance_id, *key)
         records.append((record_key, None if entry is None else encode_entry(entry)))
@@ -87,11 +98,15 @@ def encode_snapshot(snapshot: PartitionSnapshot) -> list[ChangelogRecord]:
 
 
 class SnapshotBuilder:
-    """Rebuilds a :class:`PartitionSnapshot` from changelog records read in offset order."""
+    """Rebuilds a :class:`PartitionSnapshot` from changelog records read in offset order.
 
-    def __init__(self) -> None:
+    ``legacy_cluster`` is the cluster of records written without one (see the module doc).
+    """
+
+    def __init__(self, legacy_cluster: str) -> None:
         self.snapshot = PartitionSnapshot()
         self.records = 0
+        self.legacy_cluster = sys.intern(legacy_cluster)
 
     def _instance(self, instance_id: str) -> InstanceSnapshot:
         instance = self.snapshot.instances.get(instance_id)
@@ -105,26 +120,48 @@ class SnapshotBuilder:
             parts: Any = orjson.loads(key or b"")
             kind = parts[0]
             if kind == "r":
-                instance_id = parts[1]
-                resource = ResourceKey.of(*parts[2:7])
-                if value is None:
-                    existing = self.snapshot.instances.get(instance_id)
-                    if existing is not None:
-                        existing.resources.pop(resource, None)
-                else:
-                    self._instance(instance_id).resources[resource] = decode_entry(value)
+                self._apply_resource(parts, value)
             elif kind == "s":
                 if value is not None:
                     self._instance(parts[1]).sequence = int(orjson.loads(value)["sequence"])
             elif kind == "l":
-                scope = ListScope(sys.intern(parts[1]), parts[2], parts[3], parts[4])
-                if value is None:
-                    self.snapshot.open_lists.pop(scope, None)
-                else:
-                    self.snapshot.open_lists[scope] = sys.intern(orjson.loads(value)["list-id"])
+                self._apply_list(parts, value)
             else:
                 raise ChangelogDecodeError(f"unknown changelog record kind {kind!r}")
         except ChangelogDecodeError:
             raise
         except (ValueError, KeyError, IndexError, TypeError) as exc:
             raise ChangelogDecodeError(f"unreadable changelog record {key!r}: {exc}") from exc
+
+    def _apply_resource(self, parts: list[str], value: bytes | None) -> None:
+        instance_id = parts[1]
+        legacy = len(parts) == 7
+        fields = [self.legacy_cluster, *parts[2:7]] if legacy else parts[2:8]
+        if len(fields) != 6:
+            raise ValueError(f"{len(parts)} key parts")
+        resource = ResourceKey.of(*fields)
+        if legacy:
+            # The old record is retired by a tombstone of its key: it no longer needs deleting.
+            legacy_set = self.snapshot.legacy_resources
+            (legacy_set.discard if value is None else legacy_set.add)((instance_id, resource))
+        if value is None:
+            existing = self.snapshot.instances.get(instance_id)
+            if existing is not None:
+                existing.resources.pop(resource, None)
+        else:
+            self._instance(instance_id).resources[resource] = decode_entry(value)
+
+    def _apply_list(self, parts: list[str], value: bytes | None) -> None:
+        legacy = len(parts) == 5
+        fields = [self.legacy_cluster, *parts[1:5]] if legacy else parts[1:6]
+        if len(fields) != 5:
+            raise ValueError(f"{len(parts)} key parts")
+        intern = sys.intern
+        scope = ListScope(intern(fields[0]), intern(fields[1]), fields[2], fields[3], fields[4])
+        if legacy:
+            legacy_set = self.snapshot.legacy_lists
+            (legacy_set.discard if value is None else legacy_set.add)(scope)
+        if value is None:
+            self.snapshot.open_lists.pop(scope, None)
+        else:
+            self.snapshot.open_lists[scope] = sys.intern(orjson.loads(value)["list-id"])

@@ -22,6 +22,7 @@ from deltawatch.cloud_events import (
     JSON,
     SYNCED_TYPE,
     KafkaRecord,
+    cluster_source,
     rfc3339_ms,
 )
 from services.differ.resource_diff import InstanceDelta, ReportedResource, SyncedNotice
@@ -31,19 +32,25 @@ _CONTENT_TYPE = JSON.encode()
 
 
 def resource_status(resource: ReportedResource) -> bytes:
-    """The seed's ResourceStatus JSON plus ``namespace``; the stored object is spliced in as is."""
+    """The seed's ResourceStatus JSON plus ``namespace`` and ``cluster`` (CONTRACT §10); the
+    stored object is spliced in as is."""
     key = resource.key
     head = {
         "name": key.name,
         "namespace": key.namespace,
+        "cluster": key.cluster,
         "GVK": {"Group": key.group, "Version": key.version, "Kind": key.kind},
     }
     return compact_json(head)[:-1] + b',"status":' + resource.status + b"}"
 
 
-def delta_data(delta: InstanceDelta, cluster: str) -> bytes:
+def delta_data(delta: InstanceDelta) -> bytes:
     """The delta's ``data`` as JSON bytes."""
-    head = {"instance-id": delta.instance_id, "cluster": cluster, "sequence": delta.sequence}
+    head = {
+        "instance-id": delta.instance_id,
+        "cluster": delta.cluster,
+        "sequence": delta.sequence,
+    }
     lists = b",".join(
         b'"' + change.encode() + b'":[' + b",".join(resource_status(r) for r in resources) + b"]"
         for change, resources in (
@@ -79,17 +86,20 @@ def _record(
     return KafkaRecord(instance_id.encode(), data, headers)
 
 
-def delta_record(delta: InstanceDelta, *, cluster: str, source: str) -> KafkaRecord:
+def delta_record(delta: InstanceDelta) -> KafkaRecord:
+    """The delta as a CloudEvent whose source is the cluster its objects live in (§10)."""
     event_id = f"{delta.instance_id}:{delta.sequence}"
-    data = delta_data(delta, cluster)
-    return _record(DELTA_TYPE, source, event_id, delta.time, data, delta.instance_id)
+    source = cluster_source(delta.cluster)
+    return _record(DELTA_TYPE, source, event_id, delta.time, delta_data(delta), delta.instance_id)
 
 
-def synced_record(notice: SyncedNotice, *, cluster: str, source: str) -> KafkaRecord:
+def synced_record(notice: SyncedNotice) -> KafkaRecord:
+    """A list of one cluster applied: named by that cluster, as its deltas are."""
     scope = notice.scope
+    source = cluster_source(scope.cluster)
     data = {
         "instance-id": notice.instance_id,
-        "cluster": cluster,
+        "cluster": scope.cluster,
         "sequence": notice.sequence,
         "list-id": notice.list_id,
         "GVK": {"Group": scope.group, "Version": scope.version, "Kind": scope.kind},

@@ -34,6 +34,8 @@ class OwnedPartitions:
     health: HealthState
     shutdown: ShutdownFlag
     log: BoundLogger
+    legacy_cluster: str
+    """Whose resources the changelog records of the release without clusters hold (§10)."""
     store: SnapshotStore = field(default_factory=SnapshotStore, init=False)
     assigned: set[int] = field(default_factory=set, init=False)
     catch_up: dict[int, int] | None = field(default=None, init=False)
@@ -67,7 +69,11 @@ class OwnedPartitions:
 
     def _restore(self, partition: int) -> None:
         result = restore_partition(
-            self.reader, self.changelog, partition, stop_requested=lambda: self.shutdown.requested
+            self.reader,
+            self.changelog,
+            partition,
+            legacy_cluster=self.legacy_cluster,
+            stop_requested=lambda: self.shutdown.requested,
         )
         self.store.put(partition, result.snapshot)
         self.resource_counts[partition] = result.snapshot.resource_count()

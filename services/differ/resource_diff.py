@@ -52,7 +52,10 @@ class ReportedResource:
 
 @dataclass(frozen=True, slots=True)
 class InstanceDelta:
+    """The net change of one instance's resources in one cluster (CONTRACT §10)."""
+
     instance_id: str
+    cluster: str
     sequence: int
     time: datetime
     created: list[ReportedResource]
@@ -90,6 +93,9 @@ class BatchOutcome:
     resource_writes: dict[ResourceSlot, SnapshotEntry | None] = field(default_factory=dict)
     sequence_writes: dict[str, int] = field(default_factory=dict)
     list_writes: dict[ListScope, str | None] = field(default_factory=dict)
+    legacy_retired: list[ResourceSlot] = field(default_factory=list)
+    """Written resources whose record of the release without clusters must be deleted."""
+    legacy_lists_retired: list[ListScope] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
     def commit_to(self, snapshot: PartitionSnapshot) -> int:
@@ -119,6 +125,8 @@ class BatchOutcome:
                 snapshot.open_lists.pop(scope, None)
             else:
                 snapshot.open_lists[scope] = list_id
+        snapshot.legacy_resources.difference_update(self.legacy_retired)
+        snapshot.legacy_lists.difference_update(self.legacy_lists_retired)
         return added
 
 
@@ -130,7 +138,8 @@ class _Overlay:
         self.writes: dict[str, dict[ResourceKey, SnapshotEntry | None]] = {}
         self.before: dict[str, dict[ResourceKey, SnapshotEntry | None]] = {}
         self.last_object: dict[ResourceSlot, bytes] = {}
-        self.times: dict[str, datetime] = {}
+        self.times: dict[tuple[str, str], datetime] = {}
+        """Latest ``observed_at`` per (instance, cluster): the time of that delta."""
         self.lists: dict[ListScope, str | None] = {}
 
     def current(self, instance_id: str, key: ResourceKey) -> SnapshotEntry | None:
@@ -146,10 +155,10 @@ class _Overlay:
             before[key] = self.current(instance_id, key)
         self.writes.setdefault(instance_id, {})[key] = entry
 
-    def touch(self, instance_id: str, time: datetime) -> None:
-        previous = self.times.get(instance_id)
+    def touch(self, instance_id: str, cluster: str, time: datetime) -> None:
+        previous = self.times.get((instance_id, cluster))
         if previous is None or time > previous:
-            self.times[instance_id] = time
+            self.times[(instance_id, cluster)] = time
         self.before.setdefault(instance_id, {})
 
     def open_list(self, scope: ListScope) -> str | None:
@@ -160,7 +169,8 @@ class _Overlay:
     def list_covering(self, key: ResourceKey) -> str | None:
         """The open list whose scope covers ``key`` (namespaced scope first), if any."""
         for namespace in (key.namespace, ""):
-            list_id = self.open_list(ListScope(key.group, key.version, key.kind, namespace))
+            scope = ListScope(key.cluster, key.group, key.version, key.kind, namespace)
+            list_id = self.open_list(scope)
             if list_id is not None:
                 return list_id
         return None
@@ -180,7 +190,9 @@ class _Overlay:
 
 def _key(event: ResourceEvent) -> ResourceKey:
     assert event.name is not None
-    return ResourceKey.of(event.group, event.version, event.kind, event.namespace, event.name)
+    return ResourceKey.of(
+        event.cluster, event.group, event.version, event.kind, event.namespace, event.name
+    )
 
 
 def _apply_upsert(overlay: _Overlay, event: ResourceEvent) -> None:
@@ -193,7 +205,7 @@ def _apply_upsert(overlay: _Overlay, event: ResourceEvent) -> None:
         seen_list: str | None = sys.intern(event.list_id)
     else:
         seen_list = overlay.list_covering(key) or (current.seen_list if current else None)
-    overlay.touch(event.instance_id, event.observed_at)
+    overlay.touch(event.instance_id, event.cluster, event.observed_at)
     if current is not None and _same_text(current, event):
         if current.seen_list != seen_list:
             overlay.set(event.instance_id, key, current.with_seen_list(seen_list))
@@ -222,14 +234,17 @@ def _apply_delete(overlay: _Overlay, event: ResourceEvent) -> None:
     current = overlay.current(event.instance_id, key)
     if current is None:
         return  # delete of a resource never reported: nothing to tell
-    overlay.touch(event.instance_id, event.observed_at)
+    overlay.touch(event.instance_id, event.cluster, event.observed_at)
     last = compact_json(without_managed_fields(event.object)) if event.object else current.status
     overlay.last_object[(event.instance_id, key)] = last
     overlay.set(event.instance_id, key, None)
 
 
 def _scope(event: ResourceEvent) -> ListScope:
-    return ListScope(sys.intern(event.group), event.version, event.kind, event.namespace)
+    intern = sys.intern
+    return ListScope(
+        intern(event.cluster), intern(event.group), event.version, event.kind, event.namespace
+    )
 
 
 def _apply_list_end(
@@ -256,20 +271,23 @@ def _apply_list_end(
                 overlay.last_object[(instance_id, key)] = entry.status
                 overlay.set(instance_id, key, None)
         if affected:
-            overlay.touch(instance_id, event.observed_at)
+            overlay.touch(instance_id, scope.cluster, event.observed_at)
             pending.append((instance_id, event.list_id, scope, event.observed_at))
     overlay.lists[scope] = None
     return None
 
 
+Changes = tuple[list[ReportedResource], list[ReportedResource], list[ReportedResource]]
+
+
 def _instance_changes(
     overlay: _Overlay, instance_id: str, before: dict[ResourceKey, SnapshotEntry | None]
-) -> tuple[list[ReportedResource], list[ReportedResource], list[ReportedResource]]:
-    """The resources of one instance the batch created, deleted and modified, in key order."""
-    created: list[ReportedResource] = []
-    deleted: list[ReportedResource] = []
-    modified: list[ReportedResource] = []
+) -> dict[str, Changes]:
+    """Per cluster (in name order), the resources of one instance the batch created, deleted
+    and modified, in key order."""
+    by_cluster: dict[str, Changes] = {}
     for key in sorted(before):
+        created, deleted, modified = by_cluster.setdefault(key.cluster, ([], [], []))
         old = before[key]
         new = overlay.current(instance_id, key)
         if old is None and new is not None:
@@ -281,7 +299,7 @@ def _instance_changes(
             old is not None and new is not None and (old.digest != new.digest or old.uid != new.uid)
         ):
             modified.append(ReportedResource(key, new.status))
-    return created, deleted, modified
+    return by_cluster
 
 
 def apply_batch(snapshot: PartitionSnapshot, events: Iterable[ResourceEvent]) -> BatchOutcome:
@@ -306,24 +324,30 @@ def apply_batch(snapshot: PartitionSnapshot, events: Iterable[ResourceEvent]) ->
     for instance_id, before in overlay.before.items():
         base = snapshot.instances.get(instance_id)
         sequence = base.sequence if base is not None else 0
-        created, deleted, modified = _instance_changes(overlay, instance_id, before)
-        if created or deleted or modified:
-            sequence += 1
+        for cluster, (created, deleted, modified) in _instance_changes(
+            overlay, instance_id, before
+        ).items():
+            if not (created or deleted or modified):
+                continue
+            sequence += 1  # per instance, across its clusters (CONTRACT §10)
             outcome.sequence_writes[instance_id] = sequence
+            time = overlay.times[(instance_id, cluster)]
             outcome.deltas.append(
-                InstanceDelta(
-                    instance_id, sequence, overlay.times[instance_id], created, deleted, modified
-                )
+                InstanceDelta(instance_id, cluster, sequence, time, created, deleted, modified)
             )
         sequences[instance_id] = sequence
         base_resources = base.resources if base is not None else {}
         for key, entry in overlay.writes.get(instance_id, {}).items():
             if base_resources.get(key) != entry:
                 outcome.resource_writes[(instance_id, key)] = entry
+                if (instance_id, key) in snapshot.legacy_resources:
+                    outcome.legacy_retired.append((instance_id, key))
 
     for scope, list_id in overlay.lists.items():
         if snapshot.open_lists.get(scope) != list_id:
             outcome.list_writes[scope] = list_id
+            if scope in snapshot.legacy_lists:
+                outcome.legacy_lists_retired.append(scope)
     outcome.synced = [
         SyncedNotice(instance_id, sequences[instance_id], list_id, scope, time)
         for instance_id, list_id, scope, time in pending_synced

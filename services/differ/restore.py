@@ -35,17 +35,19 @@ def restore_partition(
     topic: str,
     partition: int,
     *,
+    legacy_cluster: str,
     stop_requested: Callable[[], bool] = lambda: False,
     timeout_s: float = 10.0,
 ) -> RestoreResult:
     """Read changelog ``topic``/``partition`` from the start to its end into a snapshot.
 
+    ``legacy_cluster`` is the cluster of records written before clusters were part of keys.
     ``timeout_s`` bounds the watermark query; the read itself has no deadline (it ends at
     the partition's end, or with :class:`~deltawatch.compacted_table.TableReadInterrupted`
     once ``stop_requested()``).
     """
     started = time.monotonic()
-    builder = SnapshotBuilder()
+    builder = SnapshotBuilder(legacy_cluster)
     records = read_to_end(
         reader,
         topic,

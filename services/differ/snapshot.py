@@ -35,8 +35,12 @@ IGNORED_STATUS = ("observedGeneration",)
 
 
 class ListScope(NamedTuple):
-    """What one (re)list covers: a kind, in one namespace or (empty namespace) in all."""
+    """What one (re)list covers: a kind of one cluster, in one namespace or (empty) in all.
 
+    The cluster is part of it (CONTRACT §10): a list of one cluster, however it interleaves
+    with another's on a partition, can only ever delete its own cluster's objects."""
+
+    cluster: str
     group: str
     version: str
     kind: str
@@ -45,6 +49,7 @@ class ListScope(NamedTuple):
     def covers(self, key: ResourceKey) -> bool:
         return (
             key.kind == self.kind
+            and key.cluster == self.cluster
             and key.group == self.group
             and key.version == self.version
             and (not self.namespace or key.namespace == self.namespace)
@@ -134,6 +139,12 @@ class PartitionSnapshot:
     instances: dict[str, InstanceSnapshot] = field(default_factory=dict)
     open_lists: dict[ListScope, str] = field(default_factory=dict)
     """Lists begun (LIST_BEGIN seen) and not yet ended, by scope → list_id."""
+    legacy_resources: set[tuple[str, ResourceKey]] = field(default_factory=set)
+    """Resources restored from changelog records of the release without clusters: their old
+    record must be deleted when the resource is next written, or compaction would one day
+    leave only the old record and bring a since-deleted resource back."""
+    legacy_lists: set[ListScope] = field(default_factory=set)
+    """Open lists restored from such records (same reason)."""
 
     def instance(self, instance_id: str) -> InstanceSnapshot | None:
         return self.instances.get(instance_id)

@@ -103,7 +103,13 @@ class DifferLoop:
         )
         self.reader = make_reader(settings, client_id="deltawatch-differ-restore")
         self.owned = OwnedPartitions(
-            topics.resource_events, topics.changelog, self.reader, health, shutdown, self.log
+            topics.resource_events,
+            topics.changelog,
+            self.reader,
+            health,
+            shutdown,
+            self.log,
+            legacy_cluster=settings.cluster,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -209,16 +215,12 @@ class DifferLoop:
         self, outcomes: dict[int, BatchOutcome], dead_letters: list[KafkaRecord]
     ) -> Iterator[OutputRecord]:
         """What the batch's transaction writes; partition *p*'s output goes to partition *p*."""
-        cluster, source = self.settings.cluster, self.settings.source
         deltas, changelog = self.topics.deltas, self.topics.changelog
         for partition, outcome in outcomes.items():
             for delta in outcome.deltas:
-                yield _output(
-                    deltas, partition, delta_record(delta, cluster=cluster, source=source)
-                )
+                yield _output(deltas, partition, delta_record(delta))
             for notice in outcome.synced:
-                record = synced_record(notice, cluster=cluster, source=source)
-                yield _output(deltas, partition, record)
+                yield _output(deltas, partition, synced_record(notice))
             for key, value in encode_outcome(outcome):
                 yield OutputRecord(changelog, partition, key, value)
         for record in dead_letters:
@@ -233,7 +235,11 @@ class DifferLoop:
             counts = delta.counts()
             changes.update(counts)
             self.log.debug(
-                "delta", instance_id=delta.instance_id, sequence=delta.sequence, **counts
+                "delta",
+                instance_id=delta.instance_id,
+                cluster=delta.cluster,
+                sequence=delta.sequence,
+                **counts,
             )
         if outcome.deltas:
             metrics.EVENTS_PRODUCED.labels("delta").inc(len(outcome.deltas))
@@ -244,6 +250,7 @@ class DifferLoop:
             self.log.info(
                 "synced",
                 instance_id=notice.instance_id,
+                cluster=notice.scope.cluster,
                 kind=notice.scope.kind,
                 list_id=notice.list_id,
             )

@@ -45,7 +45,9 @@ class _Lane:
 
 
 class CoalescingQueue:
-    def __init__(self) -> None:
+    def __init__(self, legacy_cluster: str = "default") -> None:
+        self.legacy_cluster = legacy_cluster
+        """The cluster of persisted entries written before clusters were part of keys."""
         self._lanes: dict[str, _Lane] = {}
         self._waiting: set[str] = set()
         """Targets with a pending change and nothing out: candidates for :meth:`take_due`."""
@@ -139,7 +141,7 @@ class CoalescingQueue:
     def restore(self, target: str, interval_s: float, state: dict[str, Any], busy: bool) -> None:
         lane = _Lane(
             ThrottleWindow(interval_s, state.get("last-sent-at")),
-            pending=NetDelta.from_json(state.get("pending") or []),
+            pending=NetDelta.from_json(state.get("pending") or [], self.legacy_cluster),
             pending_observed_at=state.get("pending-observed-at"),
             busy=busy,
             taken=int(state.get("taken") or 0),

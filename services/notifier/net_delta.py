@@ -15,8 +15,10 @@ engine never stores a copy of the target's whole view: memory is proportional to
 changed inside one window.
 
 Pure: no I/O, no clock. Entries are the seed's ResourceStatus JSON objects plus
-``namespace`` (CONTRACT §5); a resource is identified by (group, version, kind, namespace,
-name).
+``namespace`` and ``cluster`` (CONTRACT §5, §10); a resource is identified by (cluster, group,
+version, kind, namespace, name). Entries written by the release before clusters (deltas still
+on the topic, persisted state) have no ``cluster``: :func:`with_cluster` gives them the one
+they belong to as they are read, so old and new entries of one resource meet under one key.
 """
 
 from __future__ import annotations
@@ -34,12 +36,18 @@ def resource_key(entry: Entry) -> str:
     """The :attr:`ResourceKey.path` of a ResourceStatus entry (lenient: any value is spelt)."""
     gvk = entry.get("GVK") or {}
     return ResourceKey(
+        str(entry.get("cluster", "")),
         str(gvk.get("Group", "")),
         str(gvk.get("Version", "")),
         str(gvk.get("Kind", "")),
         str(entry.get("namespace", "")),
         str(entry.get("name", "")),
     ).path
+
+
+def with_cluster(entry: Entry, cluster: str) -> Entry:
+    """``entry``, with ``"cluster"`` when it had none (it comes from before clusters)."""
+    return entry if "cluster" in entry else {**entry, "cluster": cluster}
 
 
 @dataclass(frozen=True)
@@ -51,7 +59,9 @@ class ResourceChanges:
     modified: tuple[Entry, ...] = ()
 
     @classmethod
-    def from_json(cls, document: dict[str, Any]) -> ResourceChanges:
+    def from_json(cls, document: dict[str, Any], cluster: str) -> ResourceChanges:
+        """A delta's ``resource-changes``; ``cluster`` is the delta's, for entries without one."""
+
         def entries(name: str) -> tuple[Entry, ...]:
             value = document.get(name) or []
             if not isinstance(value, list):
@@ -59,7 +69,7 @@ class ResourceChanges:
             for item in value:
                 if not isinstance(item, dict):
                     raise ValueError(f"resource-changes.{name} holds a non-object entry")
-            return tuple(value)
+            return tuple(with_cluster(item, cluster) for item in value)
 
         return cls(entries("created"), entries("deleted"), entries("modified"))
 
@@ -152,14 +162,20 @@ class NetDelta:
         ]
 
     @classmethod
-    def from_json(cls, items: list[dict[str, Any]]) -> NetDelta:
+    def from_json(cls, items: list[dict[str, Any]], legacy_cluster: str) -> NetDelta:
+        """Read :meth:`to_json`; entries persisted before clusters belong to ``legacy_cluster``."""
+
+        def entry(item: dict[str, Any], name: str) -> Entry | None:
+            value = item.get(name)
+            return None if value is None else with_cluster(value, legacy_cluster)
+
         delta = cls()
         for item in items:
             touched = _Touched(
                 existed_before=bool(item["existed-before"]),
-                told=item.get("told"),
-                now=item.get("now"),
-                last_deleted=item.get("last-deleted"),
+                told=entry(item, "told"),
+                now=entry(item, "now"),
+                last_deleted=entry(item, "last-deleted"),
             )
             sample = touched.now or touched.last_deleted or touched.told or {}
             delta._touched[resource_key(sample)] = touched

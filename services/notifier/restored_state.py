@@ -15,6 +15,7 @@ from pydantic import ValidationError
 
 from deltawatch.compacted_table import TableEntry
 from deltawatch.logs import get_logger
+from deltawatch.resource_identity import upgrade_path
 from services.notifier.cps import subscriptions as cps_subscriptions
 from services.notifier.cps.events import AnchorView
 from services.notifier.cps.lanes import CpsLane, is_lane_target
@@ -80,7 +81,11 @@ def _restore_outbox(
     subscriber.sealed_secret = record.sealed_secret
     if state.ignore_fields:
         subscriber.ignore_filter = IgnoreFieldsFilter(
-            tuple(state.ignore_fields), dict(record.ignore_fields_seen)
+            tuple(state.ignore_fields),
+            {
+                upgrade_path(path, rules.settings.cluster): seen
+                for path, seen in record.ignore_fields_seen.items()
+            },
         )
     flight = record.in_flight
     rules.queue.restore(key, state.min_notify_interval, record.lane, flight is not None)
@@ -102,7 +107,7 @@ def _restore_outbox(
 def _restore_cps_lane(rules: NotifierRules, key: str, partition: int, value: bytes) -> None:
     try:
         record = CpsLaneRecord.model_validate_json(value)
-        view = AnchorView.from_json(record.view)
+        view = AnchorView.from_json(record.view, rules.settings.cluster)
     except (ValidationError, KeyError, TypeError, ValueError) as exc:
         log.error("unreadable CPS lane skipped", key=key, error=str(exc))
         return

@@ -53,7 +53,7 @@ class NotifierRules:
         self.subscribers: dict[str, Subscriber] = {}
         self.dataspace_partitions: dict[str, int] = {}
         """Partition of each CPS dataspace state this notifier owns (key ``cps/<dataspace>``)."""
-        self.queue = CoalescingQueue()
+        self.queue = CoalescingQueue(legacy_cluster=settings.cluster)
         self.cps_lanes = CpsLanes(self.queue, settings.cps_min_notify_interval)
         self.cps_directory = directory
         """Every replica's CPS subscriptions, read by a follower thread the loop drains."""

@@ -269,18 +269,22 @@ class _GVK(BaseModel):
 
 
 class ResourceStatusEntry(BaseModel):
-    """A CONTRACT §5 ``resource-changes`` entry: ``{"name","namespace","GVK","status"}``."""
+    """A CONTRACT §5 ``resource-changes`` entry: ``{"name","namespace","cluster","GVK","status"}``.
+
+    The notifier gives every entry its cluster before it gets here (see ``net_delta``)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     name: str = Field(min_length=1)
     namespace: str = ""
+    cluster: str = Field(min_length=1)
     GVK: _GVK
     status: dict[str, Any]
 
     @property
     def key(self) -> ResourceKey:
         return ResourceKey(
+            cluster=self.cluster,
             group=self.GVK.Group,
             version=self.GVK.Version,
             kind=self.GVK.Kind,
@@ -354,6 +358,7 @@ class AnchorView:
     def to_json(self) -> list[dict[str, Any]]:
         return [
             {
+                "cluster": key.cluster,
                 "group": key.group,
                 "version": key.version,
                 "kind": key.kind,
@@ -365,10 +370,12 @@ class AnchorView:
         ]
 
     @classmethod
-    def from_json(cls, items: Sequence[Mapping[str, Any]]) -> AnchorView:
+    def from_json(cls, items: Sequence[Mapping[str, Any]], legacy_cluster: str) -> AnchorView:
+        """Read :meth:`to_json`; items persisted before clusters belong to ``legacy_cluster``."""
         return cls(
             {
                 ResourceKey(
+                    cluster=str(item.get("cluster", legacy_cluster)),
                     group=str(item["group"]),
                     version=str(item["version"]),
                     kind=str(item["kind"]),

@@ -1,10 +1,11 @@
 """CPS xpaths of an instance's resources (CONTRACT §7), built from the resource key alone.
 
 Every CPS event names what changed by xpath. An anchor (an instance) is modelled as one
-``/instance-status`` container holding a ``resources`` list keyed by the four attributes that
-identify a Kubernetes object, always in this order (one line, wrapped here)::
+``/instance-status`` container holding a ``resources`` list keyed by the five attributes that
+identify a Kubernetes object — its cluster first (CONTRACT §10), then what identifies it
+inside that cluster — always in this order (one line, wrapped here)::
 
-    /instance-status/resources[@apiVersion='v1' and @kind='Pod'
+    /instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Pod'
                                and @namespace='ns' and @name='web-0']
 
 ``apiVersion`` is ``group/version``, or ``version`` alone for the core group, as Kubernetes
@@ -20,7 +21,7 @@ Cluster-scoped objects (no namespace, e.g. a ``Namespace`` or a ``ClusterRole`` 
 part of an instance) have no ``@namespace`` term at all — an absent attribute, not an empty
 one, which is what an XPath predicate over such a node would see::
 
-    /instance-status/resources[@apiVersion='rbac.authorization.k8s.io/v1'
+    /instance-status/resources[@cluster='east' and @apiVersion='rbac.authorization.k8s.io/v1'
                                and @kind='ClusterRole' and @name='reader']
 
 :func:`parse_resource_xpath` is the inverse, for consumers and tests.
@@ -46,6 +47,7 @@ def xpath_literal(value: str) -> str:
 def resource_xpath(key: ResourceKey) -> str:
     """The xpath of one resource of an anchor; see the module docstring for the rules."""
     terms = [
+        f"@cluster={xpath_literal(key.cluster)}",
         f"@apiVersion={xpath_literal(key.api_version)}",
         f"@kind={xpath_literal(key.kind)}",
     ]
@@ -59,7 +61,7 @@ class XPathParseError(ValueError):
     """Text that :func:`resource_xpath` could not have produced."""
 
 
-_TERM = re.compile(r"@(apiVersion|kind|namespace|name)='((?:[^']|'')*)'")
+_TERM = re.compile(r"@(cluster|apiVersion|kind|namespace|name)='((?:[^']|'')*)'")
 
 
 def parse_resource_xpath(xpath: str) -> ResourceKey:
@@ -81,13 +83,14 @@ def parse_resource_xpath(xpath: str) -> ResourceKey:
         if not body.startswith(" and ", position):
             raise XPathParseError(f"expected ' and ' at {position} in {xpath!r}")
         position += len(" and ")
-    expected = ["apiVersion", "kind", "namespace", "name"]
+    expected = ["cluster", "apiVersion", "kind", "namespace", "name"]
     if "namespace" not in values:
         expected.remove("namespace")
     if list(values) != expected or values.get("namespace") == "":
         raise XPathParseError(f"predicates must be {expected} in that order: {xpath!r}")
     group, _, version = values["apiVersion"].rpartition("/")
     return ResourceKey(
+        cluster=values["cluster"],
         group=group,
         version=version,
         kind=values["kind"],
