@@ -13,6 +13,7 @@ from deltawatch.resource_identity import (
     EventType,
     GroupVersionKind,
     ResourceKey,
+    upgrade_path,
     without_managed_fields,
 )
 
@@ -41,23 +42,31 @@ def test_gvk_refuses_other_shapes(text: str) -> None:
 
 
 def test_resource_key_is_the_contract_tuple_in_its_order() -> None:
-    key = ResourceKey.of("apps", "v1", "StatefulSet", "prod", "db")
+    key = ResourceKey.of("east", "apps", "v1", "StatefulSet", "prod", "db")
     # The differ's changelog keys spell the fields in this order: it is part of that format.
-    assert tuple(key) == ("apps", "v1", "StatefulSet", "prod", "db")
+    assert tuple(key) == ("east", "apps", "v1", "StatefulSet", "prod", "db")
     assert key == ResourceKey(
-        group="apps", version="v1", kind="StatefulSet", namespace="prod", name="db"
+        cluster="east", group="apps", version="v1", kind="StatefulSet", namespace="prod", name="db"
     )
     assert key.api_version == "apps/v1"
-    assert ResourceKey("", "v1", "Pod", "", "x").api_version == "v1"
+    assert ResourceKey("east", "", "v1", "Pod", "", "x").api_version == "v1"
     assert key.gvk == GroupVersionKind("apps", "v1", "StatefulSet")
-    assert key.path == "apps/v1/StatefulSet/prod/db"  # persisted by the notifier
-    assert ResourceKey("", "v1", "Namespace", "", "x").path == "/v1/Namespace//x"
+    assert key.path == "east/apps/v1/StatefulSet/prod/db"  # persisted by the notifier
+    assert ResourceKey("east", "", "v1", "Namespace", "", "x").path == "east//v1/Namespace//x"
 
 
-def test_resource_key_interns_the_kind_strings() -> None:
-    group, kind = "".join(["ap", "ps"]), "".join(["Dep", "loyment"])
-    one = ResourceKey.of(group, "v1", kind, "ns", "a")
-    two = ResourceKey.of("apps", "v1", "Deployment", "ns", "b")
+def test_paths_persisted_before_clusters_belong_to_the_legacy_cluster() -> None:
+    assert upgrade_path("apps/v1/StatefulSet/prod/db", "old") == "old/apps/v1/StatefulSet/prod/db"
+    assert upgrade_path("/v1/Namespace//x", "old") == "old//v1/Namespace//x"
+    current = ResourceKey("east", "", "v1", "Namespace", "", "x").path
+    assert upgrade_path(current, "old") == current
+
+
+def test_resource_key_interns_the_cluster_and_kind_strings() -> None:
+    group, kind, cluster = "".join(["ap", "ps"]), "".join(["Dep", "loyment"]), "".join(["ea", "st"])
+    one = ResourceKey.of(cluster, group, "v1", kind, "ns", "a")
+    two = ResourceKey.of("east", "apps", "v1", "Deployment", "ns", "b")
+    assert one.cluster is two.cluster
     assert one.group is two.group
     assert one.kind is two.kind
 

@@ -48,20 +48,27 @@ def same_envelope(ours: KafkaRecord, sdk: KafkaRecord) -> None:
 @pytest.mark.parametrize("time", TIMES)
 @pytest.mark.parametrize("instance", INSTANCES)
 def test_delta_headers_equal_the_sdk_binding(time: datetime, instance: str) -> None:
-    key = ResourceKey("", "v1", "Pod", "ns", "web-0")
-    delta = InstanceDelta(instance, 7, time, [ReportedResource(key, b'{"a":1}')], [], [])
-    ours = delta_record(delta, cluster="c1", source=SOURCE)
+    key = ResourceKey("c1", "", "v1", "Pod", "ns", "web-0")
+    delta = InstanceDelta(instance, "c1", 7, time, [ReportedResource(key, b'{"a":1}')], [], [])
+    ours = delta_record(delta)
     same_envelope(ours, sdk_record(DELTA_TYPE, f"{instance}:7", time, instance, instance))
     data = json.loads(ours.value)
-    assert data["resource-changes"]["created"][0]["status"] == {"a": 1}
-    assert data["sequence"] == 7
+    assert data["resource-changes"]["created"][0] == {
+        "name": "web-0",
+        "namespace": "ns",
+        "cluster": "c1",
+        "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
+        "status": {"a": 1},
+    }
+    assert (data["sequence"], data["cluster"]) == (7, "c1")
 
 
 @pytest.mark.parametrize("time", TIMES)
 @pytest.mark.parametrize("instance", INSTANCES)
 def test_synced_headers_equal_the_sdk_binding(time: datetime, instance: str) -> None:
-    notice = SyncedNotice(instance, 3, "list-1", ListScope("apps", "v1", "Deployment", ""), time)
-    ours = synced_record(notice, cluster="c1", source=SOURCE)
+    scope = ListScope("c1", "apps", "v1", "Deployment", "")
+    notice = SyncedNotice(instance, 3, "list-1", scope, time)
+    ours = synced_record(notice)
     event_id = f"{instance}:synced:apps/v1/Deployment/:list-1"
     same_envelope(ours, sdk_record(SYNCED_TYPE, event_id, time, instance, instance))
 

@@ -228,7 +228,7 @@ def test_net_delta_table(case: Case) -> None:
     }
     assert len(outcome.deltas) <= 1
     # Restoring the snapshot from its changelog gives the same state.
-    builder = SnapshotBuilder()
+    builder = SnapshotBuilder("c1")
     for key, value in encode_snapshot(snapshot):
         builder.apply(key, value)
     assert builder.snapshot == snapshot
@@ -310,7 +310,7 @@ def test_list_spanning_batches_survives_a_restore() -> None:
         [ev("LISTED", "a", list_id="L1")],
     ):
         records.extend(encode_outcome(run(snapshot, batch)))
-    builder = SnapshotBuilder()
+    builder = SnapshotBuilder("c1")
     for key, value in encode_snapshot(snapshot):
         builder.apply(key, value)
     restored = builder.snapshot
@@ -332,12 +332,12 @@ def test_namespaced_list_scope_only_touches_its_namespace() -> None:
     assert names(outcome)["deleted"] == ["a"]
     instance = snapshot.instance("i1")
     assert instance is not None
-    assert list(instance.resources) == [ResourceKey("", "v1", "Pod", "other", "o")]
+    assert list(instance.resources) == [ResourceKey("c1", "", "v1", "Pod", "other", "o")]
 
 
 def test_changelog_replay_of_outcomes_equals_live_state() -> None:
     snapshot = PartitionSnapshot()
-    builder = SnapshotBuilder()
+    builder = SnapshotBuilder("c1")
     batches = [
         [ev("ADDED", "a"), ev("ADDED", "b"), ev("ADDED", "c", instance="i2")],
         [ev("MODIFIED", "a", obj("a", phase="P")), ev("DELETED", "b")],

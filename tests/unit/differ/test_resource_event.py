@@ -98,9 +98,9 @@ def test_digest_and_compact_json_spell_json_as_earlier_versions_did(obj: dict[st
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.text(min_size=1), min_size=7, max_size=7))
-def test_changelog_keys_are_spelt_as_earlier_versions_did(parts: list[str]) -> None:
+def test_changelog_keys_are_json_arrays_of_the_resource_key(parts: list[str]) -> None:
     instance_id, *rest = parts
-    key = ResourceKey(*rest[:5])
+    key = ResourceKey(*rest[:6])
     entry = SnapshotEntry("u", b"d", b"{}", None)
     outcome = BatchOutcome(resource_writes={(instance_id, key): entry})
     [(record_key, _value)] = encode_outcome(outcome)

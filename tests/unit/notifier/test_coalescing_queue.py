@@ -13,6 +13,7 @@ def pod(name: str, phase: str = "Running") -> dict[str, Any]:
     return {
         "name": name,
         "namespace": "ns",
+        "cluster": "east",
         "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
         "status": {"phase": phase},
     }

@@ -15,6 +15,7 @@ def pod(name: str, phase: str = "Running") -> dict[str, Any]:
     return {
         "name": name,
         "namespace": "ns",
+        "cluster": "east",
         "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
         "status": {"status": {"phase": phase}},
     }
@@ -95,19 +96,40 @@ def test_persisted_form_round_trips() -> None:
     delta.add(deleted(pod("a", "P1")))
     delta.add(created(pod("b")))
     delta.add(modified(pod("c")))
-    restored = NetDelta.from_json(delta.to_json())
+    restored = NetDelta.from_json(delta.to_json(), "old")
     restored.add(created(pod("a", "P1")))
     delta.add(created(pod("a", "P1")))
     assert restored.net() == delta.net()
 
 
-def test_resource_key_names_group_version_kind_namespace_name() -> None:
+def test_resource_key_names_cluster_group_version_kind_namespace_name() -> None:
     entry = {
         "name": "web",
         "namespace": "ns",
+        "cluster": "east",
         "GVK": {"Group": "apps", "Version": "v1", "Kind": "Deployment"},
     }
-    assert resource_key(entry) == "apps/v1/Deployment/ns/web"
+    assert resource_key(entry) == "east/apps/v1/Deployment/ns/web"
+
+
+def test_the_same_name_in_two_clusters_is_two_resources() -> None:
+    west = {**pod("a"), "cluster": "west"}
+    delta = NetDelta()
+    assert delta.add(created(pod("a"), west)) == 0
+    assert delta.add(deleted(west)) == 1
+    assert delta.net() == ResourceChanges(created=(pod("a"),))
+
+
+def test_entries_from_before_clusters_belong_to_the_cluster_they_came_from() -> None:
+    """Deltas still on the topic and persisted state of the previous release lack ``cluster``."""
+    legacy = {k: v for k, v in pod("a", "P1").items() if k != "cluster"}
+    changes = ResourceChanges.from_json({"created": [legacy]}, "east")
+    assert changes.created == (pod("a", "P1"),)
+    pending = NetDelta()
+    pending.add(ResourceChanges(created=(legacy,)))
+    restored = NetDelta.from_json(pending.to_json(), "east")
+    assert restored.add(modified(pod("a", "P2"))) == 1, "old and new entries meet under one key"
+    assert restored.net() == ResourceChanges(created=(pod("a", "P2"),))
 
 
 # --- the property: told state + delivered net deltas == true state -------------------------
@@ -157,7 +179,7 @@ def histories(draw: st.DrawFn) -> tuple[dict[str, dict[str, Any]], list[Any]]:
             else:
                 truth[key] = pod(name, status)
                 changes["created"].append(truth[key])
-        steps.append(ResourceChanges.from_json(changes))
+        steps.append(ResourceChanges.from_json(changes, "east"))
     return initial, steps
 
 

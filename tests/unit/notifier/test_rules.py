@@ -64,6 +64,7 @@ def pod(name: str, phase: str = "Running", version: str | None = None) -> dict[s
     return {
         "name": name,
         "namespace": "ns",
+        "cluster": "east",
         "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
         "status": {"kind": "Pod", "metadata": metadata, "status": {"phase": phase}},
     }
@@ -155,7 +156,9 @@ def delta(
     **changes: list[dict[str, Any]],
 ) -> None:
     when = turn.now if observed_at is None else observed_at
-    rules.on_delta(DeltaInput(instance, partition, ResourceChanges.from_json(changes), when), turn)
+    rules.on_delta(
+        DeltaInput(instance, partition, ResourceChanges.from_json(changes, "east"), when), turn
+    )
 
 
 def report(

@@ -31,19 +31,19 @@ DELTA_SCHEMA = json.loads((SCHEMAS / "cps-delta-event-data.schema.json").read_te
 CPS_SCHEMA = json.loads((SCHEMAS / "cps-data-updated-event.schema.json").read_text())
 MOMENT = datetime(2026, 11, 24, 10, 15, 30, 123456, tzinfo=UTC)
 
-POD = ResourceKey("", "v1", "Pod", "ns", "web-0")
+POD = ResourceKey("east", "", "v1", "Pod", "ns", "web-0")
 POD_XPATH = (
-    "/instance-status/resources[@apiVersion='v1' and @kind='Pod'"
+    "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Pod'"
     " and @namespace='ns' and @name='web-0']"
 )
-DEPLOY = ResourceKey("apps", "v1", "Deployment", "ns", "web")
+DEPLOY = ResourceKey("east", "apps", "v1", "Deployment", "ns", "web")
 DEPLOY_XPATH = (
-    "/instance-status/resources[@apiVersion='apps/v1' and @kind='Deployment'"
+    "/instance-status/resources[@cluster='east' and @apiVersion='apps/v1' and @kind='Deployment'"
     " and @namespace='ns' and @name='web']"
 )
-CM = ResourceKey("", "v1", "ConfigMap", "ns", "it's-config")
+CM = ResourceKey("east", "", "v1", "ConfigMap", "ns", "it's-config")
 CM_XPATH = (
-    "/instance-status/resources[@apiVersion='v1' and @kind='ConfigMap'"
+    "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='ConfigMap'"
     " and @namespace='ns' and @name='it''s-config']"
 )
 POD_V1 = {
@@ -179,10 +179,10 @@ def test_operation_sequence_create_update_delete() -> None:
 
 
 def test_cluster_scoped_and_quoted_names_validate() -> None:
-    namespace = ResourceKey("", "v1", "Namespace", "", "team-'a'")
+    namespace = ResourceKey("east", "", "v1", "Namespace", "", "team-'a'")
     (event,) = _events(_delta([ResourceChange("created", namespace, new={"k": 1})]), "delta")
     assert event.data["data"][0]["xpath"] == (
-        "/instance-status/resources[@apiVersion='v1' and @kind='Namespace' and @name='team-''a''']"
+        "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Namespace' and @name='team-''a''']"
     )
     (cps_event,) = _events(_delta([ResourceChange("created", namespace, new={"k": 1})]), "cps")
     assert cps_event.data["eventPayload"]["xpath"] == event.data["data"][0]["xpath"]
@@ -294,6 +294,7 @@ def test_kafka_record_headers_and_round_trip(event_format: EventFormat) -> None:
 ENTRY = {
     "name": "web-0",
     "namespace": "ns",
+    "cluster": "east",
     "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
     "status": POD_V2,
 }
@@ -308,7 +309,7 @@ def test_changes_from_contract_entries() -> None:
     cluster_scoped: dict[str, Any] = {**ENTRY, "GVK": {"Version": "v1", "Kind": "Namespace"}}
     del cluster_scoped["namespace"]
     assert change_from_entry("created", cluster_scoped).key == ResourceKey(
-        "", "v1", "Namespace", "", "web-0"
+        "east", "", "v1", "Namespace", "", "web-0"
     )
 
 
@@ -319,6 +320,7 @@ def test_changes_from_contract_entries() -> None:
         {"name": "", "GVK": {"Version": "v1", "Kind": "Pod"}, "status": {}},
         {"name": "x", "GVK": {"Kind": "Pod"}, "status": {}},
         {"name": "x", "GVK": {"Version": "v1", "Kind": "Pod"}, "status": "text"},
+        {"name": "x", "cluster": "", "GVK": {"Version": "v1", "Kind": "Pod"}, "status": {}},
     ],
 )
 def test_bad_entries_are_refused(entry: dict[str, Any]) -> None:
@@ -349,6 +351,7 @@ def _entry(key: ResourceKey, status: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": key.name,
         "namespace": key.namespace,
+        "cluster": key.cluster,
         "GVK": {"Group": key.group, "Version": key.version, "Kind": key.kind},
         "status": status,
     }
@@ -398,6 +401,6 @@ def test_anchor_view_skips_bad_entries_and_keeps_the_rest() -> None:
 def test_anchor_view_persists() -> None:
     view = AnchorView()
     view.advance(_net(created=[_entry(POD, POD_V1), _entry(CM, CM_OBJ)]))
-    restored = AnchorView.from_json(json.loads(json.dumps(view.to_json())))
+    restored = AnchorView.from_json(json.loads(json.dumps(view.to_json())), "old")
     assert restored == view
     assert restored.advance(_net(modified=[_entry(POD, POD_V2)])).changes[0].old == POD_V1

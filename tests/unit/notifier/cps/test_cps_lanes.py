@@ -16,6 +16,7 @@ def _pod(name: str, phase: str = "Running") -> dict[str, Any]:
     return {
         "name": name,
         "namespace": "ns",
+        "cluster": "east",
         "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
         "status": {"kind": "Pod", "metadata": {"name": name}, "status": {"phase": phase}},
     }

@@ -1,4 +1,5 @@
-"""CPS xpaths built from resource keys: layout, quoting rule, cluster-scoped objects."""
+"""CPS xpaths built from resource keys: layout (cluster first), quoting rule, cluster-scoped
+objects."""
 
 from __future__ import annotations
 
@@ -19,32 +20,32 @@ from services.notifier.cps.xpath import (
     ("key", "xpath"),
     [
         pytest.param(
-            ResourceKey("", "v1", "Pod", "ns", "web-0"),
-            "/instance-status/resources[@apiVersion='v1' and @kind='Pod'"
+            ResourceKey("east", "", "v1", "Pod", "ns", "web-0"),
+            "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Pod'"
             " and @namespace='ns' and @name='web-0']",
             id="core group",
         ),
         pytest.param(
-            ResourceKey("apps", "v1", "StatefulSet", "prod", "db"),
-            "/instance-status/resources[@apiVersion='apps/v1' and @kind='StatefulSet'"
+            ResourceKey("east", "apps", "v1", "StatefulSet", "prod", "db"),
+            "/instance-status/resources[@cluster='east' and @apiVersion='apps/v1' and @kind='StatefulSet'"
             " and @namespace='prod' and @name='db']",
             id="named group",
         ),
         pytest.param(
-            ResourceKey("rbac.authorization.k8s.io", "v1", "ClusterRole", "", "reader"),
-            "/instance-status/resources[@apiVersion='rbac.authorization.k8s.io/v1'"
+            ResourceKey("east", "rbac.authorization.k8s.io", "v1", "ClusterRole", "", "reader"),
+            "/instance-status/resources[@cluster='east' and @apiVersion='rbac.authorization.k8s.io/v1'"
             " and @kind='ClusterRole' and @name='reader']",
             id="cluster-scoped: no namespace term",
         ),
         pytest.param(
-            ResourceKey("", "v1", "ConfigMap", "o'ns", "it's"),
-            "/instance-status/resources[@apiVersion='v1' and @kind='ConfigMap'"
+            ResourceKey("east", "", "v1", "ConfigMap", "o'ns", "it's"),
+            "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='ConfigMap'"
             " and @namespace='o''ns' and @name='it''s']",
             id="single quotes doubled",
         ),
         pytest.param(
-            ResourceKey("", "v1", "ConfigMap", "ns", "say \"hi\" ''"),
-            "/instance-status/resources[@apiVersion='v1' and @kind='ConfigMap'"
+            ResourceKey("east", "", "v1", "ConfigMap", "ns", "say \"hi\" ''"),
+            "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='ConfigMap'"
             " and @namespace='ns' and @name='say \"hi\" ''''']",
             id="double quotes as they are, consecutive single quotes each doubled",
         ),
@@ -67,14 +68,17 @@ _text = st.text(alphabet=st.sampled_from("ab' \"]=/@-."), min_size=1, max_size=1
 
 
 @given(
+    cluster=_text,
     group=st.sampled_from(["", "apps", "example.com"]),
     kind=_text,
     namespace=st.just("") | _text,
     name=_text,
 )
-def test_any_key_round_trips(group: str, kind: str, namespace: str, name: str) -> None:
+def test_any_key_round_trips(
+    cluster: str, group: str, kind: str, namespace: str, name: str
+) -> None:
     """Quotes, brackets and ' and ' inside values never confuse the layout."""
-    key = ResourceKey(group, "v1", kind, namespace, name)
+    key = ResourceKey(cluster, group, "v1", kind, namespace, name)
     assert parse_resource_xpath(resource_xpath(key)) == key
 
 
@@ -83,11 +87,16 @@ def test_any_key_round_trips(group: str, kind: str, namespace: str, name: str) -
     [
         "/other/resources[@apiVersion='v1' and @kind='Pod' and @name='a']",
         "/instance-status/resources[@kind='Pod' and @apiVersion='v1' and @name='a']",
-        "/instance-status/resources[@apiVersion='v1' and @kind='Pod' and @name='it's']",
-        "/instance-status/resources[@apiVersion='v1' and @kind='Pod'"
+        "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Pod'"
+        " and @name='it's']",
+        "/instance-status/resources[@apiVersion='v1' and @kind='Pod' and @name='a']",
+        "/instance-status/resources[@apiVersion='v1' and @cluster='east' and @kind='Pod'"
+        " and @name='a']",
+        "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Pod'"
         " and @namespace='' and @name='a']",
-        "/instance-status/resources[@apiVersion='v1' and @kind='Pod']",
-        "/instance-status/resources[@apiVersion='v1' and @kind='Pod' and @name='a' and @name='b']",
+        "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Pod']",
+        "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Pod'"
+        " and @name='a' and @name='b']",
     ],
 )
 def test_malformed_xpaths_are_refused(xpath: str) -> None:
