@@ -150,7 +150,9 @@ def test_a_cluster_change_reaches_cps_as_a_delta_event(
     assert result["status"] == "accepted", result
     story.change_config()
     config_xpath = resource_xpath(
-        ResourceKey("", "v1", "ConfigMap", pipeline.namespace, "web-config")
+        ResourceKey(
+            pipeline.settings.cluster, "", "v1", "ConfigMap", pipeline.namespace, "web-config"
+        )
     )
 
     def config_updated(records: list[CpsRecord]) -> bool:

@@ -29,13 +29,14 @@ def entry(name: str, **status: Any) -> dict[str, Any]:
     return {
         "name": name,
         "namespace": "ns",
+        "cluster": "east",
         "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
         "status": obj(name, **status),
     }
 
 
 def xpath(name: str) -> str:
-    return resource_xpath(ResourceKey("", "v1", "Pod", "ns", name))
+    return resource_xpath(ResourceKey("east", "", "v1", "Pod", "ns", name))
 
 
 def subscribe(commands: Commands, dataspace: str, anchors: list[str] | None) -> None:

@@ -35,6 +35,7 @@ def _entry(status: dict[str, Any]) -> dict[str, Any]:
     return {
         "name": "web-0",
         "namespace": "ns",
+        "cluster": "east",
         "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
         "status": status,
     }
@@ -101,7 +102,7 @@ def test_committed_events_arrive_aborted_ones_never(
 
     # An aborted batch: its events must never reach a read_committed consumer, and the
     # caller restores its view (here: simply by not keeping the advanced copy).
-    scratch = AnchorView.from_json(view.to_json())
+    scratch = AnchorView.from_json(view.to_json(), "east")
     producer.begin_transaction()
     aborted = writer.write_net_delta(
         dataspace="ds1",
@@ -139,7 +140,8 @@ def test_committed_events_arrive_aborted_ones_never(
         assert second["data"] == [
             {
                 "action": "UPDATE",
-                "xpath": "/instance-status/resources[@apiVersion='v1' and @kind='Pod'"
+                "xpath": "/instance-status/resources[@cluster='east'"
+                " and @apiVersion='v1' and @kind='Pod'"
                 " and @namespace='ns' and @name='web-0']",
                 "payload": {"status": {"phase": "Running"}},
             }

@@ -182,7 +182,8 @@ def test_cluster_scoped_and_quoted_names_validate() -> None:
     namespace = ResourceKey("east", "", "v1", "Namespace", "", "team-'a'")
     (event,) = _events(_delta([ResourceChange("created", namespace, new={"k": 1})]), "delta")
     assert event.data["data"][0]["xpath"] == (
-        "/instance-status/resources[@cluster='east' and @apiVersion='v1' and @kind='Namespace' and @name='team-''a''']"
+        "/instance-status/resources[@cluster='east'"
+        " and @apiVersion='v1' and @kind='Namespace' and @name='team-''a''']"
     )
     (cps_event,) = _events(_delta([ResourceChange("created", namespace, new={"k": 1})]), "cps")
     assert cps_event.data["eventPayload"]["xpath"] == event.data["data"][0]["xpath"]

@@ -27,13 +27,15 @@ from services.notifier.cps.xpath import (
         ),
         pytest.param(
             ResourceKey("east", "apps", "v1", "StatefulSet", "prod", "db"),
-            "/instance-status/resources[@cluster='east' and @apiVersion='apps/v1' and @kind='StatefulSet'"
+            "/instance-status/resources[@cluster='east'"
+            " and @apiVersion='apps/v1' and @kind='StatefulSet'"
             " and @namespace='prod' and @name='db']",
             id="named group",
         ),
         pytest.param(
             ResourceKey("east", "rbac.authorization.k8s.io", "v1", "ClusterRole", "", "reader"),
-            "/instance-status/resources[@cluster='east' and @apiVersion='rbac.authorization.k8s.io/v1'"
+            "/instance-status/resources[@cluster='east'"
+            " and @apiVersion='rbac.authorization.k8s.io/v1'"
             " and @kind='ClusterRole' and @name='reader']",
             id="cluster-scoped: no namespace term",
         ),
