@@ -15,7 +15,12 @@ from typing import Annotated
 import typer
 
 from deltawatch_tools.localkube.build import KubeBuildError
-from deltawatch_tools.localkube.server import KubeOptions, KubeServerError, LocalKubeServer
+from deltawatch_tools.localkube.server import (
+    KubeOptions,
+    KubeServerError,
+    LocalKubeServer,
+    default_state_dir,
+)
 
 kube_app = typer.Typer(
     help="A real local Kubernetes API server (etcd + kube-apiserver built from Go modules).",
@@ -26,6 +31,22 @@ kube_app = typer.Typer(
 EXIT_NOT_RUNNING = 3
 
 _DEFAULTS = KubeOptions()
+
+ServerName = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        help="A named server of its own (state dir run/kube-NAME), e.g. one per cluster to "
+        "watch; without it, the default server.",
+    ),
+]
+
+
+def _server(name: str | None) -> LocalKubeServer:
+    try:
+        return LocalKubeServer(default_state_dir(name))
+    except ValueError as exc:
+        raise _fail(exc) from exc
 
 
 def _fail(exc: Exception) -> typer.Exit:
@@ -54,6 +75,7 @@ def start(
         list[str] | None,
         typer.Option(help="Extra kube-apiserver flag, verbatim; repeatable."),
     ] = None,
+    name: ServerName = None,
 ) -> None:
     """Build if needed, start (or reuse) the server, print its kubeconfig path.
 
@@ -67,7 +89,7 @@ def start(
             min_request_timeout=min_request_timeout,
             extra_apiserver_args=tuple(apiserver_arg or ()),
         )
-        server = LocalKubeServer()
+        server = _server(name)
         server.ensure_running(options)
     except (KubeServerError, KubeBuildError, ValueError) as exc:
         raise _fail(exc) from exc
@@ -75,10 +97,10 @@ def start(
 
 
 @kube_app.command()
-def stop() -> None:
+def stop(name: ServerName = None) -> None:
     """Stop etcd and kube-apiserver (by the PIDs in the state dir)."""
     try:
-        stopped = LocalKubeServer().stop()
+        stopped = _server(name).stop()
     except KubeServerError as exc:
         raise _fail(exc) from exc
     print("stopped" if stopped else "not running", file=sys.stderr)
@@ -87,9 +109,10 @@ def stop() -> None:
 @kube_app.command()
 def status(
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object.")] = False,
+    name: ServerName = None,
 ) -> None:
     """Report whether the server runs, and where its kubeconfig is. Exit 3 if it does not."""
-    report = LocalKubeServer().status()
+    report = _server(name).status()
     if as_json:
         print(json.dumps(report.to_json(), indent=2))
     elif report.running:
@@ -109,19 +132,19 @@ def status(
 
 
 @kube_app.command()
-def restart() -> None:
+def restart(name: ServerName = None) -> None:
     """Restart kube-apiserver only: every watch drops, the watch cache starts afresh."""
     try:
-        LocalKubeServer().restart_apiserver()
+        _server(name).restart_apiserver()
     except KubeServerError as exc:  # KubeNotRunningError included
         raise _fail(exc) from exc
 
 
 @kube_app.command()
-def compact() -> None:
+def compact(name: ServerName = None) -> None:
     """Compact etcd up to its current revision now (older continue tokens answer 410)."""
     try:
-        revision = LocalKubeServer().compact_etcd()
+        revision = _server(name).compact_etcd()
     except KubeServerError as exc:
         raise _fail(exc) from exc
     print(revision)

@@ -69,8 +69,18 @@ class KubeNotRunningError(KubeServerError):
     """An operation needs a running server and the state dir describes none."""
 
 
-def default_state_dir() -> Path:
-    return cache_dir() / "run" / "kube"
+_SERVER_NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")
+
+
+def default_state_dir(name: str | None = None) -> Path:
+    """``run/kube`` for the default server; ``run/kube-<name>`` for a named one, so that servers
+    standing in for several clusters (CONTRACT §10) run side by side, each with its own etcd,
+    ports and kubeconfig."""
+    if name is None:
+        return cache_dir() / "run" / "kube"
+    if not _SERVER_NAME.fullmatch(name):
+        raise ValueError(f"server name {name!r}: lowercase letters, digits and '-', at most 40")
+    return cache_dir() / "run" / f"kube-{name}"
 
 
 @dataclass(frozen=True)

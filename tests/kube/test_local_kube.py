@@ -10,6 +10,10 @@ never on the shared one other tests and sessions are watching.
 
 from __future__ import annotations
 
+import secrets
+import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +25,14 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import ProtocolError
 
-from deltawatch_tools.localkube import KubeOptions, LocalKubeServer, ensure_binaries, ops
+from deltawatch_tools.localkube import (
+    KubeOptions,
+    LocalKubeServer,
+    default_state_dir,
+    ensure_binaries,
+    ops,
+)
+from deltawatch_tools.localkube.cli import EXIT_NOT_RUNNING
 
 pytestmark = pytest.mark.kube
 
@@ -329,3 +340,45 @@ def test_a_story_plays_without_controllers(kube_api: ApiClient, kube_namespace: 
         ("MODIFIED", "Running", True),
         ("DELETED", "Running", True),
     ]
+
+
+def test_named_servers_run_side_by_side_from_the_command_line() -> None:
+    """``deltawatch kube start --name`` as a user types it: one server per cluster to watch."""
+    names = [f"t-{secrets.token_hex(3)}", f"t-{secrets.token_hex(3)}"]
+    deltawatch = str(Path(sys.executable).with_name("deltawatch"))
+
+    def kube(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [deltawatch, "kube", *args], capture_output=True, text=True, timeout=120, check=False
+        )
+
+    try:
+        started = [kube("start", "--name", name) for name in names]
+        assert [s.returncode for s in started] == [0, 0], [s.stderr for s in started]
+        kubeconfigs = [Path(s.stdout.strip()) for s in started]
+        assert kubeconfigs[0] != kubeconfigs[1]
+        servers = [LocalKubeServer(default_state_dir(name), progress=None) for name in names]
+        assert servers[0].server_url != servers[1].server_url
+        # Each is a server of its own: an object made in one is not in the other.
+        apis = [server.api_client() for server in servers]
+        try:
+            ops.create_namespace(apis[0], "only-in-first")
+            names_in = [
+                {n.metadata.name for n in client.CoreV1Api(api).list_namespace().items}
+                for api in apis
+            ]
+        finally:
+            for api in apis:
+                api.close()
+        assert "only-in-first" in names_in[0]
+        assert "only-in-first" not in names_in[1]
+        assert kube("stop", "--name", names[0]).returncode == 0
+        assert kube("status", "--name", names[0]).returncode == EXIT_NOT_RUNNING
+        assert kube("status", "--name", names[1]).returncode == 0, "the other one runs on"
+        refused = kube("start", "--name", "Not/A-Name")
+        assert refused.returncode == 1
+        assert "server name" in refused.stderr
+    finally:
+        for name in names:
+            kube("stop", "--name", name)
+            shutil.rmtree(default_state_dir(name), ignore_errors=True)
