@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,10 +38,44 @@ from deltawatch_tools.local_pipeline import (
 )
 from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 from deltawatch_tools.localkube import ops
-from deltawatch_tools.localkube.server import LocalKubeServer
+from deltawatch_tools.localkube.server import LocalKubeServer, default_state_dir
 
 SUBSCRIPTION = "demo-watch"
 INTERVAL_S = 2
+CLUSTER_NAMES = ("east", "west", "north")
+"""Names of the local API servers (and ``DELTAWATCH_CLUSTER``) of ``--clusters N`` > 1."""
+
+
+@dataclass
+class DemoCluster:
+    """One cluster the demo plays its story in: a name, a kubeconfig, a client."""
+
+    name: str
+    kubeconfig: str
+    api: ApiClient
+    server: LocalKubeServer | None = None
+    """The local server the demo started, to stop at the end (None: reused or real)."""
+
+
+def _clusters(count: int, kubeconfig: str | None) -> list[DemoCluster]:
+    """One cluster: ``--kubeconfig`` or the default local server, named ``default`` as a
+    single watcher's cluster is. More: named local servers side by side (CONTRACT §10)."""
+    if kubeconfig:
+        api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig
+        )
+        return [DemoCluster("default", kubeconfig, api)]
+    if count == 1:
+        servers = [("default", LocalKubeServer())]
+    else:
+        servers = [(n, LocalKubeServer(default_state_dir(n))) for n in CLUSTER_NAMES[:count]]
+    clusters = []
+    for name, server in servers:
+        started = server.ensure_running()
+        cluster = DemoCluster(name, str(server.kubeconfig), server.api_client())
+        cluster.server = server if started else None
+        clusters.append(cluster)
+    return clusters
 
 
 def _hint(entry: dict[str, Any]) -> str:
@@ -63,7 +98,8 @@ def _hint(entry: dict[str, Any]) -> str:
 
 def _names(entries: list[dict[str, Any]], with_status: bool = True) -> str:
     return ", ".join(
-        f"{e['GVK']['Kind']}/{e['name']}{_hint(e) if with_status else ''}" for e in entries
+        f"{e['GVK']['Kind']}/{e['name']}@{e.get('cluster', '?')}{_hint(e) if with_status else ''}"
+        for e in entries
     )
 
 
@@ -127,6 +163,13 @@ def demo(
         None, help="Watch this real cluster instead of the local API server."
     ),
     interval: int = typer.Option(INTERVAL_S, help="min-notify-interval of the demo subscription"),
+    clusters: int = typer.Option(
+        1,
+        min=1,
+        max=len(CLUSTER_NAMES),
+        help="Play the story in this many local clusters (one API server and one watcher "
+        "each, one differ and notifier); callbacks show each change's cluster.",
+    ),
     step_pause: float = typer.Option(1.5, help="Seconds between story steps."),
     keep_servers: bool = typer.Option(
         False, help="Leave the broker and API server running afterwards."
@@ -134,12 +177,12 @@ def demo(
 ) -> None:
     """Run the whole pipeline locally and play a scripted story (no cluster, no Docker)."""
     say = typer.echo
-    started_broker = started_kube = False
+    started_broker = False
+    playing: list[DemoCluster] = []
     workers: list[WorkerProcess] = []
     sink = CallbackSink(on_request=lambda c: say(describe_callback(c))).start()
     log_dir = Path(tempfile.mkdtemp(prefix="deltawatch-demo-"))
     broker = LocalKafkaBroker()
-    kube = LocalKubeServer()
     with _interruptible():
         try:
             bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
@@ -147,33 +190,25 @@ def demo(
                 started_broker = broker.status() is None
                 bootstrap = broker.start().bootstrap
             say(f"Kafka          {bootstrap}")
-            if kubeconfig:
-                api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=kubeconfig
-                )
-                kubeconfig_path = kubeconfig
-            else:
-                started_kube = kube.ensure_running()
-                api = kube.api_client()
-                kubeconfig_path = str(kube.kubeconfig)
-            say(f"Kubernetes     {kubeconfig_path}")
+            playing = _clusters(clusters, kubeconfig)
+            for cluster in playing:
+                say(f"Kubernetes     {cluster.name}: {cluster.kubeconfig}")
 
             run_id = datetime.now().strftime("%H%M%S")
             namespace, instance_id = f"deltawatch-demo-{run_id}", f"demo-{run_id}"
-            ops.create_namespace(api, namespace)
             env = {
                 "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "KUBECONFIG": kubeconfig_path,
                 "DELTAWATCH_NAMESPACES": namespace,
                 "DELTAWATCH_HEARTBEAT_S": "5",
             }
-            workers = [start_worker(n, env, log_path=log_dir / f"{n}.log") for n in WORKERS]
+            workers = _start_workers(playing, namespace, env, log_dir)
             say(f"Worker logs    {log_dir}")
             wait_ready(workers)
 
-            story = InstanceStory(api, namespace, instance_id)
-            story.seed()
-            say(f"Instance       {instance_id}: {', '.join(sorted(story.objects))}")
+            stories = [InstanceStory(c.api, namespace, instance_id) for c in playing]
+            for story in stories:
+                story.seed()
+            say(f"Instance       {instance_id}: {', '.join(sorted(stories[0].objects))}")
 
             settings = CommonSettings(kafka_bootstrap_servers=bootstrap)
             result = send_command(
@@ -194,9 +229,10 @@ def demo(
                 raise RuntimeError(f"subscription rejected: {result.get('error')}")
 
             say("")
-            for title, step in story.steps():
-                say(f"--- {title}")
-                step()
+            for steps in zip(*(story.steps() for story in stories), strict=True):
+                say(f"--- {steps[0][0]}")
+                for _title, step in steps:
+                    step()
                 time.sleep(step_pause)  # pacing for the reader, not synchronisation
 
             try:
@@ -216,21 +252,38 @@ def demo(
             stop_workers(workers)
             sink.stop()
             if not keep_servers:
-                if started_kube:
-                    kube.stop()
+                for cluster in playing:
+                    if cluster.server is not None:
+                        cluster.server.stop()
                 if started_broker:
                     broker.stop()
             say("stopped", err=True)
 
 
+def _start_workers(
+    playing: list[DemoCluster], namespace: str, env: dict[str, str], log_dir: Path
+) -> list[WorkerProcess]:
+    """One watcher per cluster (its kubeconfig and name), one differ and one notifier."""
+    workers = []
+    for cluster in playing:
+        ops.create_namespace(cluster.api, namespace)
+        watcher_env = {**env, "KUBECONFIG": cluster.kubeconfig, "DELTAWATCH_CLUSTER": cluster.name}
+        log = log_dir / ("watcher.log" if len(playing) == 1 else f"watcher-{cluster.name}.log")
+        workers.append(start_worker("watcher", watcher_env, log_path=log))
+    for name in WORKERS:
+        if name != "watcher":
+            workers.append(start_worker(name, env, log_path=log_dir / f"{name}.log"))
+    return workers
+
+
 def everything_deleted(received: list[Request]) -> bool:
     """True once the subscriber has been told that the instance has no objects left."""
-    live: set[tuple[str, str]] = set()
+    live: set[tuple[str, str, str]] = set()
     for callback in received:
         changes = callback.payload["resource-changes"]
         for entry in changes["created"] + changes["modified"]:
-            live.add((entry["GVK"]["Kind"], entry["name"]))
+            live.add((entry.get("cluster", ""), entry["GVK"]["Kind"], entry["name"]))
         for entry in changes["deleted"]:
-            live.discard((entry["GVK"]["Kind"], entry["name"]))
+            live.discard((entry.get("cluster", ""), entry["GVK"]["Kind"], entry["name"]))
     told_deleted = any(c.payload["resource-changes"]["deleted"] for c in received)
     return told_deleted and not live
