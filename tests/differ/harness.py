@@ -205,6 +205,7 @@ class EventFeed:
         record = self.record(
             event_type,
             instance_id=instance,
+            kind=body["kind"],
             namespace=meta["namespace"],
             name=meta["name"],
             object=body,
