@@ -99,8 +99,8 @@ def make_reader(
     return Consumer(config)
 
 
-def make_admin(settings: CommonSettings) -> AdminClient:
-    return AdminClient(base_config(settings))
+def make_admin(settings: CommonSettings, **overrides: Any) -> AdminClient:
+    return AdminClient({**base_config(settings), **overrides})
 
 
 def consume_available(
