@@ -9,7 +9,6 @@ arrives and a summary at the end. Ctrl-C at any point stops what the demo starte
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import tempfile
 import threading
@@ -25,7 +24,7 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 
 from deltawatch.command_client import send_command
-from deltawatch.settings import CommonSettings
+from deltawatch_tools.broker_access import client_settings, pipeline_broker
 from deltawatch_tools.callback_sink import CallbackSink, Request, SinkTimeout
 from deltawatch_tools.demo.story import InstanceStory
 from deltawatch_tools.local_pipeline import (
@@ -131,6 +130,7 @@ def demo(
     keep_servers: bool = typer.Option(
         False, help="Leave the broker and API server running afterwards."
     ),
+    timeout: float = typer.Option(10.0, help="Seconds to reach Kafka."),
 ) -> None:
     """Run the whole pipeline locally and play a scripted story (no cluster, no Docker)."""
     say = typer.echo
@@ -142,10 +142,8 @@ def demo(
     kube = LocalKubeServer()
     with _interruptible():
         try:
-            bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-            if not bootstrap:
-                started_broker = broker.status() is None
-                bootstrap = broker.start().bootstrap
+            choice = pipeline_broker(timeout)
+            started_broker, bootstrap = choice.started_here, choice.bootstrap
             say(f"Kafka          {bootstrap}")
             if kubeconfig:
                 api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
@@ -175,7 +173,7 @@ def demo(
             story.seed()
             say(f"Instance       {instance_id}: {', '.join(sorted(story.objects))}")
 
-            settings = CommonSettings(kafka_bootstrap_servers=bootstrap)
+            settings = client_settings(choice)
             result = send_command(
                 settings,
                 {

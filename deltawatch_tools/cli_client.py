@@ -1,0 +1,82 @@
+"""What the client verbs of ``deltawatch`` share: ``--timeout``, sending a command and waiting
+for its one result, and one look at the subscriptions table.
+
+``subscription`` and ``cps`` both write through the commands topic and read the compacted
+subscriptions topic — callback subscriptions under ``<instance-id>/<name>``, CPS dataspaces
+under ``cps/<dataspace>`` (CONTRACT §3) — so the steps live here once, each inside a
+:func:`~deltawatch_tools.broker_access.kafka_session` (the broker chosen, announced, probed,
+and every failure one line).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Annotated, Any
+
+import typer
+
+from deltawatch.command_client import CommandTimeoutError, send_command
+from deltawatch.compacted_table import read_table
+from deltawatch_tools.broker_access import CliError, kafka_session
+
+DEFAULT_TIMEOUT_S = 10.0
+Timeout = Annotated[
+    float,
+    typer.Option(
+        "--timeout",
+        min=0.1,
+        help="Seconds to reach Kafka and, for a command, to get its result.",
+    ),
+]
+CPS_KEY_PREFIX = "cps/"
+"""Subscriptions-topic keys of CPS dataspace states; every other key is ``<instance>/<name>``."""
+NOTIFIER = "the notifier"
+"""Who creates the command topics (CONTRACT §3: workers create missing topics at start)."""
+
+
+def run_command(command: dict[str, Any], timeout_s: float) -> None:
+    """Send ``command``, print its result as JSON; exit 1 when it is rejected."""
+    with kafka_session(timeout_s) as session:
+        settings = session.settings
+        session.require_topic(settings.commands_topic, "DELTAWATCH_COMMANDS_TOPIC", NOTIFIER)
+        session.require_topic(
+            settings.command_results_topic, "DELTAWATCH_COMMAND_RESULTS_TOPIC", NOTIFIER
+        )
+        try:
+            result = send_command(settings, command, timeout_s)
+        except CommandTimeoutError as exc:
+            raise CliError(
+                f"{exc}: is a notifier consuming {settings.commands_topic} "
+                f"on {session.choice.bootstrap}?",
+                exit_code=3,
+            ) from None
+    typer.echo(json.dumps(result, indent=2))
+    if result.get("status") != "accepted":
+        raise typer.Exit(1)
+
+
+def read_states(timeout_s: float) -> dict[str, Any]:
+    """Every live value of the subscriptions topic, by key, decoded from JSON.
+
+    A topic that does not exist yet holds nothing (no notifier has run against this broker).
+    """
+    with kafka_session(timeout_s) as session:
+        topic = session.settings.subscriptions_topic
+        if topic not in session.metadata.topics:
+            return {}
+        table = read_table(
+            session.settings, topic, None, client_id="deltawatch-cli", timeout_s=timeout_s
+        )
+    states: dict[str, Any] = {}
+    for key, entry in table.items():
+        with contextlib.suppress(json.JSONDecodeError):
+            states[key] = json.loads(entry.value)
+    return states
+
+
+def print_table(columns: tuple[str, ...], rows: list[list[str]]) -> None:
+    """Left-aligned columns under a header line."""
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    for row in [list(columns), *rows]:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
