@@ -17,6 +17,7 @@ from typer.core import TyperGroup
 
 from deltawatch_tools.broker_access import LIBRDKAFKA_LOGGER, CliError
 from deltawatch_tools.compose_stack import compose_app
+from deltawatch_tools.cps_cli import cps_app
 from deltawatch_tools.deltas_cli import deltas_app
 from deltawatch_tools.demo.runner import demo
 from deltawatch_tools.local_pipeline import run_pipeline
@@ -94,6 +95,7 @@ app.add_typer(kafka_app, name="kafka")
 app.add_typer(compose_app, name="compose")
 app.add_typer(kube_app, name="kube")
 app.add_typer(subscription_app, name="subscription")
+app.add_typer(cps_app, name="cps")
 app.command("run")(run_pipeline)
 app.add_typer(deltas_app, name="deltas")
 app.command("demo")(demo)
