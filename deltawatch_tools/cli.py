@@ -32,7 +32,9 @@ def one_line(exc: BaseException) -> str:
     text = str(kafka_error.str()) if kafka_error is not None else str(exc)  # KafkaException
     lines = text.strip().splitlines()
     first = lines[0].strip() if lines else ""
-    return first if isinstance(exc, CliError) else f"{type(exc).__name__}: {first}".rstrip(": ")
+    if isinstance(exc, CliError):
+        return first
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 class OneLineErrors(TyperGroup):
@@ -76,7 +78,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     help="deltawatch: subscriptions, CPS, the delta topic, the local broker and API server, "
-    "the demo.",
+    "the demo. Client commands (subscription, cps, deltas) use KAFKA_BOOTSTRAP_SERVERS, else "
+    "the local broker of 'deltawatch kafka start' when it runs, else localhost:9092.",
 )
 
 
@@ -86,8 +89,7 @@ def options(
         bool, typer.Option("--debug", help="Show librdkafka's log and tracebacks on stderr.")
     ] = False,
 ) -> None:
-    """Client commands use KAFKA_BOOTSTRAP_SERVERS, else the running local broker
-    ('deltawatch kafka start'), else localhost:9092, and say which on stderr."""
+    """Options for every verb (given before it: ``deltawatch --debug cps list``)."""
     configure_logging(debug)
 
 
