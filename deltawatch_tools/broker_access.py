@@ -54,6 +54,8 @@ SECURITY_CODES = frozenset(
         KafkaError.ILLEGAL_SASL_STATE,
     }
 )
+# librdkafka reports some of them as transport errors; its text tells them apart.
+SECURITY_MARKERS = ("security.protocol", "SSL handshake", "SASL")
 AUTHORIZATION_CODES = frozenset(
     {
         KafkaError.TOPIC_AUTHORIZATION_FAILED,
@@ -136,7 +138,7 @@ def cause_of(error: KafkaError) -> str:
 
 def is_security_failure(error: KafkaError) -> bool:
     text = error.str()
-    return error.code() in SECURITY_CODES or "security.protocol" in text or "SASL" in text
+    return error.code() in SECURITY_CODES or any(m in text for m in SECURITY_MARKERS)
 
 
 def describe_failure(choice: BrokerChoice, errors: list[KafkaError], waited_s: float) -> str:
@@ -171,9 +173,15 @@ def describe_kafka_error(choice: BrokerChoice, error: KafkaError) -> str:
 
 
 def probe(settings: CommonSettings, choice: BrokerChoice, timeout_s: float) -> ClusterMetadata:
-    """The cluster's metadata, asked for until ``timeout_s``; :class:`CliError` otherwise."""
-    errors: list[KafkaError] = []
-    admin = make_admin(settings, error_cb=errors.append)
+    """The cluster's metadata, asked for until ``timeout_s``; :class:`CliError` otherwise.
+
+    The cause named is what the connection attempts reported (``error_cb``), which says why
+    ("Connection refused"); the metadata call's own error ("Broker transport failure") is
+    only the fallback.
+    """
+    reported: list[KafkaError] = []
+    admin = make_admin(settings, error_cb=reported.append)
+    call_errors: list[KafkaError] = []
     started = time.monotonic()
     deadline = started + timeout_s
     while True:
@@ -183,8 +191,9 @@ def probe(settings: CommonSettings, choice: BrokerChoice, timeout_s: float) -> C
             if metadata.brokers:
                 return metadata
         except KafkaException as exc:
-            errors.append(exc.args[0])
+            call_errors[:] = [exc.args[0]]
         admin.poll(0)  # serves error_cb
+        errors = [*call_errors, *reported]
         if any(is_security_failure(e) or e.fatal() for e in errors):
             raise CliError(describe_failure(choice, errors, time.monotonic() - started))
         if time.monotonic() >= deadline:

@@ -76,7 +76,7 @@ def read_states(timeout_s: float) -> dict[str, Any]:
 
 
 def print_table(columns: tuple[str, ...], rows: list[list[str]]) -> None:
-    """Left-aligned columns under a header line."""
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
+    """Left-aligned columns under a header line (just the header when there are no rows)."""
+    widths = [max([len(c), *(len(r[i]) for r in rows)]) for i, c in enumerate(columns)]
     for row in [list(columns), *rows]:
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
