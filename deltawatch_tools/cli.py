@@ -37,8 +37,23 @@ def one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def usage_line(exc: Exception) -> str | None:
+    """One line for a usage error (a missing or bad option, an unknown verb); None for other
+    exceptions and for the "no arguments: show help" signal (recognised by name, as typer
+    itself does: its click is vendored, its classes private)."""
+    if type(exc).__name__ == "NoArgsIsHelpError" or getattr(exc, "exit_code", None) != 2:
+        return None
+    format_message = getattr(exc, "format_message", None)
+    if format_message is None:
+        return None
+    message = " ".join(str(format_message()).split())
+    command = getattr(getattr(exc, "ctx", None), "command_path", None)
+    return f"{message} (see '{command} --help')" if command else message
+
+
 class OneLineErrors(TyperGroup):
-    """The root group: whatever a verb raises becomes ``error: <one line>`` and an exit code.
+    """The root group: whatever a verb raises becomes ``error: <one line>`` and an exit code
+    (2 for a usage error, as click has it).
 
     The root's own options are parsed before any verb runs, so ``--debug`` is known here.
     """
@@ -46,8 +61,14 @@ class OneLineErrors(TyperGroup):
     def invoke(self, ctx: Any) -> Any:  # typer's vendored click Context is not public
         try:
             return super().invoke(ctx)
-        except (typer.Exit, typer.Abort, typer.TyperException):  # exits and usage errors
+        except (typer.Exit, typer.Abort):
             raise
+        except typer.TyperException as exc:
+            line = usage_line(exc)
+            if line is None:
+                raise
+            typer.echo(f"error: {line}", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
         except Exception as exc:

@@ -180,3 +180,11 @@ def test_without_the_variable_commands_use_the_local_broker_and_say_so(
     )
     assert len(unanswered.stderr_lines) == 2
     assert time.monotonic() - started < 2 + STARTUP_S
+
+
+def test_a_usage_error_is_one_line_and_exit_2() -> None:
+    run = run_cli("cps", "subscribe", "--anchor", "inst-1", env=user_env({}))
+    assert run.returncode == 2
+    assert run.stderr_lines == [
+        "error: Missing option '--dataspace' / '-d'. (see 'deltawatch cps subscribe --help')"
+    ]
