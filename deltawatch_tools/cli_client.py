@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -73,6 +74,41 @@ def read_states(timeout_s: float) -> dict[str, Any]:
         with contextlib.suppress(json.JSONDecodeError):
             states[key] = json.loads(entry.value)
     return states
+
+
+def listed_states(
+    timeout_s: float, *, cps: bool, field: str, value: str | None
+) -> list[dict[str, Any]]:
+    """The CPS (``cps/`` keys) or the callback-subscription states, in key order; only those
+    whose ``field`` equals ``value`` when it is given."""
+    return [
+        state
+        for key, state in sorted(read_states(timeout_s).items())
+        if key.startswith(CPS_KEY_PREFIX) == cps
+        and isinstance(state, dict)
+        and (value is None or state.get(field) == value)
+    ]
+
+
+def verb_group(help_text: str) -> typer.Typer:
+    """A group of verbs under the root command (which alone offers shell completion)."""
+    return typer.Typer(no_args_is_help=True, add_completion=False, help=help_text)
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="JSON list instead of a table")]
+
+
+def print_listing(
+    states: list[dict[str, Any]],
+    as_json: bool,
+    columns: tuple[str, ...],
+    row: Callable[[dict[str, Any]], list[str]],
+) -> None:
+    """``states`` as a JSON list, or as a table of one ``row`` each."""
+    if as_json:
+        typer.echo(json.dumps(states, indent=2))
+    else:
+        print_table(columns, [row(state) for state in states])
 
 
 def print_table(columns: tuple[str, ...], rows: list[list[str]]) -> None:

@@ -12,24 +12,22 @@ subscriptions topic.
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 import typer
 
 from deltawatch_tools.cli_client import (
-    CPS_KEY_PREFIX,
     DEFAULT_TIMEOUT_S,
+    JsonFlag,
     Timeout,
-    print_table,
-    read_states,
+    listed_states,
+    print_listing,
     run_command,
+    verb_group,
 )
 
-cps_app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    help="Subscribe and unsubscribe CPS delta notification; list the dataspaces subscribed.",
+cps_app = verb_group(
+    "Subscribe and unsubscribe CPS delta notification; list the dataspaces subscribed."
 )
 
 Dataspace = Annotated[str, typer.Option("--dataspace", "-d", help="CPS dataspace name")]
@@ -79,19 +77,13 @@ def list_dataspaces(
     dataspace: Annotated[
         str | None, typer.Option("--dataspace", "-d", help="only this dataspace")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON list instead of a table")] = False,
+    as_json: JsonFlag = False,
     timeout: Timeout = DEFAULT_TIMEOUT_S,
 ) -> None:
     """List the dataspaces with CPS delta notification and the anchors they subscribe."""
-    states = [
-        state
-        for key, state in sorted(read_states(timeout).items())
-        if key.startswith(CPS_KEY_PREFIX)
-        and isinstance(state, dict)
-        and (dataspace is None or state.get("dataspace") == dataspace)
-    ]
-    if as_json:
-        typer.echo(json.dumps(states, indent=2))
-        return
-    rows = [[str(state.get("dataspace", "")), anchors_cell(state)] for state in states]
-    print_table(("dataspace", "anchors"), rows)
+    print_listing(
+        listed_states(timeout, cps=True, field="dataspace", value=dataspace),
+        as_json,
+        ("dataspace", "anchors"),
+        lambda state: [str(state.get("dataspace", "")), anchors_cell(state)],
+    )

@@ -20,9 +20,9 @@ from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, T
 from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms
 from deltawatch.kafka_clients import make_reader
 from deltawatch_tools.broker_access import kafka_session
-from deltawatch_tools.cli_client import DEFAULT_TIMEOUT_S, Timeout
+from deltawatch_tools.cli_client import DEFAULT_TIMEOUT_S, Timeout, verb_group
 
-deltas_app = typer.Typer(no_args_is_help=True, add_completion=False, help="The delta topic.")
+deltas_app = verb_group("The delta topic.")
 
 SOURCE_PREFIX = "/deltawatch/clusters/"
 

@@ -15,19 +15,17 @@ import typer
 
 from deltawatch_tools.broker_access import CliError
 from deltawatch_tools.cli_client import (
-    CPS_KEY_PREFIX,
     DEFAULT_TIMEOUT_S,
+    JsonFlag,
     Timeout,
-    print_table,
+    listed_states,
+    print_listing,
     read_states,
     run_command,
+    verb_group,
 )
 
-subscription_app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    help="Create, update, delete, get and list callback subscriptions.",
-)
+subscription_app = verb_group("Create, update, delete, get and list callback subscriptions.")
 
 Instance = Annotated[str, typer.Option("--instance", "-i", help="instance-id")]
 Name = Annotated[str, typer.Option("--name", "-n", help="subscription name")]
@@ -176,19 +174,11 @@ def list_subscriptions(
     instance: Annotated[
         str | None, typer.Option("--instance", "-i", help="only this instance")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON list instead of a table")] = False,
+    as_json: JsonFlag = False,
     timeout: Timeout = DEFAULT_TIMEOUT_S,
 ) -> None:
     """List subscriptions with their last notification time and status."""
-    states = [
-        state
-        for key, state in sorted(read_states(timeout).items())
-        if not key.startswith(CPS_KEY_PREFIX)
-        and (instance is None or state.get("instance-id") == instance)
-    ]
-    if as_json:
-        typer.echo(json.dumps(states, indent=2))
-        return
+    states = listed_states(timeout, cps=False, field="instance-id", value=instance)
     columns = (
         "instance-id",
         "name",
@@ -197,4 +187,4 @@ def list_subscriptions(
         "last-notify-status",
         "callback-url",
     )
-    print_table(columns, [[str(state.get(c, "")) for c in columns] for state in states])
+    print_listing(states, as_json, columns, lambda state: [str(state.get(c, "")) for c in columns])
