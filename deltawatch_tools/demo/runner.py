@@ -134,7 +134,10 @@ def demo(
 ) -> None:
     """Run the whole pipeline locally and play a scripted story (no cluster, no Docker)."""
     say = typer.echo
-    started_broker = started_kube = False
+    # First, before anything is started: a broker that cannot be reached is one line, no more.
+    choice = pipeline_broker(timeout)
+    started_broker, bootstrap = choice.started_here, choice.bootstrap
+    started_kube = False
     workers: list[WorkerProcess] = []
     sink = CallbackSink(on_request=lambda c: say(describe_callback(c))).start()
     log_dir = Path(tempfile.mkdtemp(prefix="deltawatch-demo-"))
@@ -142,8 +145,6 @@ def demo(
     kube = LocalKubeServer()
     with _interruptible():
         try:
-            choice = pipeline_broker(timeout)
-            started_broker, bootstrap = choice.started_here, choice.bootstrap
             say(f"Kafka          {bootstrap}")
             if kubeconfig:
                 api: ApiClient = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]

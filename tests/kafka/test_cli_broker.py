@@ -20,6 +20,7 @@ from deltawatch.cloud_events import DELTA_TYPE, new_event, to_kafka
 from deltawatch.kafka_clients import make_admin, make_producer
 from deltawatch.settings import CommonSettings
 from deltawatch.topics import contract_topics, ensure_topics
+from deltawatch_tools.broker_access import pipeline_broker
 from deltawatch_tools.local_state import free_port
 from deltawatch_tools.localkafka.broker import BrokerState, LocalKafkaBroker
 from tests.fixtures.cli import STARTUP_S, run_cli, user_env
@@ -34,6 +35,8 @@ CLIENT_COMMANDS = [
     ["cps", "unsubscribe", "--dataspace", "ds1"],
     ["cps", "list"],
     ["deltas", "tail"],
+    ["run"],
+    ["demo"],
 ]
 
 
@@ -44,6 +47,7 @@ def closed_port_env() -> tuple[str, dict[str, str]]:
 
 @pytest.mark.parametrize("command", CLIENT_COMMANDS, ids=" ".join)
 def test_a_closed_port_is_one_line_and_exit_1_within_the_timeout(command: list[str]) -> None:
+    """Client commands, and ``run`` / ``demo`` before they start anything."""
     address, env = closed_port_env()
     run = run_cli(*command, "--timeout", "2", env=env)
     assert run.returncode == 1, run.stderr
@@ -101,6 +105,15 @@ def test_a_tls_mismatch_names_the_kafka_config_variable_at_once(kafka_bootstrap:
     assert line.startswith(f"error: Kafka at {kafka_bootstrap} (KAFKA_BOOTSTRAP_SERVERS) ")
     assert "refused the connection's security settings (DELTAWATCH_KAFKA_CONFIG): SSL" in line
     assert run.seconds < 10  # not the whole --timeout: waiting cannot cure it
+
+
+@pytest.mark.kafka
+def test_run_and_demo_take_the_running_local_broker(
+    local_broker: BrokerState, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS", raising=False)
+    choice = pipeline_broker(timeout_s=10)
+    assert (choice.bootstrap, choice.started_here) == (local_broker.bootstrap, False)
 
 
 @pytest.fixture
