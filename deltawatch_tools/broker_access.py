@@ -180,7 +180,12 @@ def probe(settings: CommonSettings, choice: BrokerChoice, timeout_s: float) -> C
     only the fallback.
     """
     reported: list[KafkaError] = []
-    admin = make_admin(settings, error_cb=reported.append)
+    try:
+        admin = make_admin(settings, error_cb=reported.append)
+    except KafkaException as exc:  # a property librdkafka does not know or accept
+        raise CliError(
+            f"configuration error: {SECURITY_VARIABLE}: {exc.args[0].str()}", 2
+        ) from None
     call_errors: list[KafkaError] = []
     started = time.monotonic()
     deadline = started + timeout_s

@@ -201,3 +201,13 @@ def test_a_usage_error_is_one_line_and_exit_2() -> None:
     assert run.stderr_lines == [
         "error: Missing option '--dataspace' / '-d'. (see 'deltawatch cps subscribe --help')"
     ]
+
+
+def test_a_property_librdkafka_rejects_is_one_configuration_line() -> None:
+    env = user_env({"DELTAWATCH_KAFKA_CONFIG": '{"no.such.property": 1}'})
+    run = run_cli("cps", "list", env=env)
+    assert run.returncode == 2
+    assert run.stderr_lines == [
+        "error: configuration error: DELTAWATCH_KAFKA_CONFIG: No such configuration property: "
+        '"no.such.property"'
+    ]
