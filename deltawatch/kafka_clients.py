@@ -119,8 +119,8 @@ def produce_when_room(
             producer.poll(wait_s)
 
 
-def make_admin(settings: CommonSettings) -> AdminClient:
-    return AdminClient(base_config(settings))
+def make_admin(settings: CommonSettings, **overrides: Any) -> AdminClient:
+    return AdminClient({**base_config(settings), **overrides})
 
 
 def consume_available(

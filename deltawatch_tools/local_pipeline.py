@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import typer
 
+from deltawatch_tools.broker_access import pipeline_broker
 from deltawatch_tools.local_state import free_port
-from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 
 WORKERS = ("watcher", "differ", "notifier")
 
@@ -89,10 +89,12 @@ def wait_ready(workers: list[WorkerProcess], timeout_s: float = 120.0) -> None:
 
 def run_pipeline(
     log_format: str = typer.Option("console", help="Worker log format: console or json."),
+    timeout: float = typer.Option(10.0, help="Seconds to reach Kafka."),
 ) -> None:
-    """Run broker + watcher + differ + notifier locally until Ctrl-C."""
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS") or LocalKafkaBroker().start().bootstrap
-    typer.echo(f"Kafka: {bootstrap}")
+    """Run broker + watcher + differ + notifier locally until Ctrl-C.
+
+    Kafka: KAFKA_BOOTSTRAP_SERVERS, else the local broker (started when none runs)."""
+    bootstrap = pipeline_broker(timeout).bootstrap
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "DELTAWATCH_LOG_FORMAT": log_format}
     workers: list[WorkerProcess] = []
     stopping = False

@@ -8,46 +8,27 @@ notifier last recorded, ``last-notify-time`` / ``last-notify-status`` included.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import sys
 from typing import Annotated, Any
 
 import typer
-from confluent_kafka import KafkaError, KafkaException
 
-from deltawatch.command_client import CommandTimeoutError, send_command
-from deltawatch.compacted_table import read_table
-from deltawatch.settings import CommonSettings, SettingsError, load_settings
-
-subscription_app = typer.Typer(
-    no_args_is_help=True,
-    add_completion=False,
-    help="Create, update, delete, get and list callback subscriptions.",
+from deltawatch_tools.broker_access import CliError
+from deltawatch_tools.cli_client import (
+    DEFAULT_TIMEOUT_S,
+    JsonFlag,
+    Timeout,
+    listed_states,
+    print_listing,
+    read_states,
+    run_command,
+    verb_group,
 )
+
+subscription_app = verb_group("Create, update, delete, get and list callback subscriptions.")
 
 Instance = Annotated[str, typer.Option("--instance", "-i", help="instance-id")]
 Name = Annotated[str, typer.Option("--name", "-n", help="subscription name")]
-Timeout = Annotated[float, typer.Option(help="seconds to wait for the command's result")]
-
-
-def _settings() -> CommonSettings:
-    try:
-        return load_settings(CommonSettings)
-    except SettingsError as exc:
-        typer.echo(f"configuration error: {exc}", err=True)
-        raise typer.Exit(2) from None
-
-
-def _run(command: dict[str, Any], timeout_s: float) -> None:
-    try:
-        result = send_command(_settings(), command, timeout_s)
-    except CommandTimeoutError as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(3) from None
-    typer.echo(json.dumps(result, indent=2))
-    if result.get("status") != "accepted":
-        raise typer.Exit(1)
 
 
 def _subscription(
@@ -62,8 +43,7 @@ def _subscription(
     try:
         parsed_metadata = json.loads(metadata)
     except json.JSONDecodeError as exc:
-        typer.echo(f"--metadata is not JSON: {exc}", err=True)
-        raise typer.Exit(2) from None
+        raise CliError(f"--metadata is not JSON: {exc}", exit_code=2) from None
     body: dict[str, Any] = {
         "name": name,
         "callback-url": url,
@@ -79,8 +59,9 @@ def _subscription(
             if len(parts) == 2:
                 parts = ["", *parts]
             if len(parts) != 3:
-                typer.echo(f"--extra-resource-type {text!r}: use group/version/Kind", err=True)
-                raise typer.Exit(2)
+                raise CliError(
+                    f"--extra-resource-type {text!r}: use group/version/Kind", exit_code=2
+                )
             kinds.append({"group": parts[0], "version": parts[1], "kind": parts[2]})
         body["extra-resource-types"] = kinds
     if ignore_fields:
@@ -103,7 +84,7 @@ def _upsert(
     subscription = _subscription(
         name, url, interval, metadata, secret, extra_types or [], ignore_fields or []
     )
-    _run({"action": action, "instance-id": instance, "subscription": subscription}, timeout)
+    run_command({"action": action, "instance-id": instance, "subscription": subscription}, timeout)
 
 
 URL = Annotated[str, typer.Option("--url", help="callback-url (http or https)")]
@@ -129,7 +110,7 @@ def create(
     secret: Secret = None,
     extra_resource_type: ExtraTypes = None,
     ignore_field: IgnoreFields = None,
-    timeout: Timeout = 30.0,
+    timeout: Timeout = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Create a subscription; prints the result (exit 1 when rejected)."""
     _upsert(
@@ -156,7 +137,7 @@ def update(
     secret: Secret = None,
     extra_resource_type: ExtraTypes = None,
     ignore_field: IgnoreFields = None,
-    timeout: Timeout = 30.0,
+    timeout: Timeout = DEFAULT_TIMEOUT_S,
 ) -> None:
     """Replace a subscription's settings (as the seed's Update does)."""
     _upsert(
@@ -174,36 +155,17 @@ def update(
 
 
 @subscription_app.command()
-def delete(instance: Instance, name: Name, timeout: Timeout = 30.0) -> None:
+def delete(instance: Instance, name: Name, timeout: Timeout = DEFAULT_TIMEOUT_S) -> None:
     """Delete a subscription."""
-    _run({"action": "delete", "instance-id": instance, "subscription-name": name}, timeout)
-
-
-def read_subscriptions(settings: CommonSettings, timeout_s: float = 30.0) -> dict[str, Any]:
-    """Every live subscription state on the compacted topic, by key."""
-    topic = settings.subscriptions_topic
-    try:
-        table = read_table(settings, topic, None, client_id="deltawatch-cli", timeout_s=timeout_s)
-    except KafkaException as exc:
-        if exc.args[0].code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
-            return {}
-        raise RuntimeError(f"reading {topic} failed: {exc}") from exc
-    except RuntimeError:  # the topic has no partitions: it does not exist
-        return {}
-    states: dict[str, Any] = {}
-    for key, entry in table.items():
-        with contextlib.suppress(json.JSONDecodeError):
-            states[key] = json.loads(entry.value)
-    return states
+    run_command({"action": "delete", "instance-id": instance, "subscription-name": name}, timeout)
 
 
 @subscription_app.command()
-def get(instance: Instance, name: Name) -> None:
+def get(instance: Instance, name: Name, timeout: Timeout = DEFAULT_TIMEOUT_S) -> None:
     """Show one subscription as the notifier last recorded it."""
-    state = read_subscriptions(_settings()).get(f"{instance}/{name}")
+    state = read_states(timeout).get(f"{instance}/{name}")
     if state is None:
-        typer.echo(f"subscription {name!r} of instance {instance!r} does not exist", err=True)
-        raise typer.Exit(1)
+        raise CliError(f"subscription {name!r} of instance {instance!r} does not exist")
     typer.echo(json.dumps(state, indent=2))
 
 
@@ -212,17 +174,11 @@ def list_subscriptions(
     instance: Annotated[
         str | None, typer.Option("--instance", "-i", help="only this instance")
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="JSON list instead of a table")] = False,
+    as_json: JsonFlag = False,
+    timeout: Timeout = DEFAULT_TIMEOUT_S,
 ) -> None:
     """List subscriptions with their last notification time and status."""
-    states = [
-        state
-        for key, state in sorted(read_subscriptions(_settings()).items())
-        if not key.startswith("cps/") and (instance is None or state.get("instance-id") == instance)
-    ]
-    if as_json:
-        typer.echo(json.dumps(states, indent=2))
-        return
+    states = listed_states(timeout, cps=False, field="instance-id", value=instance)
     columns = (
         "instance-id",
         "name",
@@ -231,8 +187,4 @@ def list_subscriptions(
         "last-notify-status",
         "callback-url",
     )
-    rows = [[str(state.get(c, "")) for c in columns] for state in states]
-    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(columns)]
-    for row in [list(columns), *rows]:
-        sys.stdout.write("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
-        sys.stdout.write("\n")
+    print_listing(states, as_json, columns, lambda state: [str(state.get(c, "")) for c in columns])

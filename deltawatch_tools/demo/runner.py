@@ -9,7 +9,6 @@ arrives and a summary at the end. Ctrl-C at any point stops what the demo starte
 from __future__ import annotations
 
 import itertools
-import os
 import signal
 import tempfile
 import threading
@@ -26,7 +25,7 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 
 from deltawatch.command_client import send_command
-from deltawatch.settings import CommonSettings
+from deltawatch_tools.broker_access import client_settings, pipeline_broker
 from deltawatch_tools.callback_sink import CallbackSink, Request, SinkTimeout
 from deltawatch_tools.demo.story import InstanceStory
 from deltawatch_tools.local_pipeline import (
@@ -174,10 +173,13 @@ def demo(
     keep_servers: bool = typer.Option(
         False, help="Leave the broker and API server running afterwards."
     ),
+    timeout: float = typer.Option(10.0, help="Seconds to reach Kafka."),
 ) -> None:
     """Run the whole pipeline locally and play a scripted story (no cluster, no Docker)."""
     say = typer.echo
-    started_broker = False
+    # First, before anything is started: a broker that cannot be reached is one line, no more.
+    choice = pipeline_broker(timeout)
+    started_broker, bootstrap = choice.started_here, choice.bootstrap
     playing: list[DemoCluster] = []
     workers: list[WorkerProcess] = []
     sink = CallbackSink(on_request=lambda c: say(describe_callback(c))).start()
@@ -185,10 +187,6 @@ def demo(
     broker = LocalKafkaBroker()
     with _interruptible():
         try:
-            bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-            if not bootstrap:
-                started_broker = broker.status() is None
-                bootstrap = broker.start().bootstrap
             say(f"Kafka          {bootstrap}")
             playing = _clusters(clusters, kubeconfig)
             for cluster in playing:
@@ -210,7 +208,7 @@ def demo(
                 story.seed()
             say(f"Instance       {instance_id}: {', '.join(sorted(stories[0].objects))}")
 
-            settings = CommonSettings(kafka_bootstrap_servers=bootstrap)
+            settings = client_settings(choice)
             result = send_command(
                 settings,
                 {

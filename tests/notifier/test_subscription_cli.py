@@ -38,13 +38,13 @@ def test_create_list_get_update_delete(
         ],
     )
     assert created.exit_code == 0, created.output
-    assert json.loads(created.output)["status"] == "accepted"
+    assert json.loads(created.stdout)["status"] == "accepted"
 
     duplicate = runner.invoke(
         app, ["subscription", "create", "-i", "inst-1", "-n", "sub-1", "--url", sink.url()]
     )
     assert duplicate.exit_code == 1
-    assert json.loads(duplicate.output)["error"]["code"] == "already-exists"
+    assert json.loads(duplicate.stdout)["error"]["code"] == "already-exists"
 
     deltas.send("inst-1", created=[pod("a")])
     sink.wait_count(1)
@@ -52,7 +52,7 @@ def test_create_list_get_update_delete(
     for _ in range(100):  # the notify bookkeeping is written just after the 2xx
         got = runner.invoke(app, ["subscription", "get", "-i", "inst-1", "-n", "sub-1"])
         assert got.exit_code == 0, got.output
-        shown = json.loads(got.output)
+        shown = json.loads(got.stdout)
         if shown["last-notify-status"] == 200:
             break
     assert shown["last-notify-status"] == 200
@@ -87,4 +87,4 @@ def test_create_list_get_update_delete(
     assert deleted.exit_code == 0, deleted.output
     missing = runner.invoke(app, ["subscription", "get", "-i", "inst-1", "-n", "sub-1"])
     assert missing.exit_code == 1
-    assert json.loads(runner.invoke(app, ["subscription", "list", "--json"]).output) == []
+    assert json.loads(runner.invoke(app, ["subscription", "list", "--json"]).stdout) == []
