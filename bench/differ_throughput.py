@@ -293,7 +293,7 @@ def restore_times(servers: str, resources: int) -> dict[str, float]:
     producer.flush(120)
     settings = DifferSettings(KAFKA_BOOTSTRAP_SERVERS=servers)
     reader = make_reader(settings)
-    result = restore_partition(reader, topic, 0)
+    result = restore_partition(reader, topic, 0, legacy_cluster="bench")
     reader.close()
     assert result.snapshot.resource_count() == resources
 
