@@ -54,13 +54,6 @@ def feed(env: dict[str, str]) -> EventFeed:
     return EventFeed(env)
 
 
-@pytest.fixture
-def deltas(env: dict[str, str]) -> Iterator[TopicReader]:
-    reader = TopicReader(env["KAFKA_BOOTSTRAP_SERVERS"], env["DELTAWATCH_DELTAS_TOPIC"])
-    yield reader
-    reader.close()
-
-
 def test_create_modify_delete_give_contract_cloud_events(
     differ: DifferProcess, feed: EventFeed, deltas: TopicReader
 ) -> None:

@@ -10,7 +10,6 @@ same objects, and carry on each instance's ``sequence``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -53,13 +52,6 @@ def env(topic_env: dict[str, str]) -> dict[str, str]:
         )
     assert producer.flush(30) == 0
     return env
-
-
-@pytest.fixture
-def deltas(env: dict[str, str]) -> Iterator[TopicReader]:
-    reader = TopicReader(env["KAFKA_BOOTSTRAP_SERVERS"], env["DELTAWATCH_DELTAS_TOPIC"])
-    yield reader
-    reader.close()
 
 
 def test_the_upgraded_differ_restores_the_old_changelog_and_reports_nothing_spurious(

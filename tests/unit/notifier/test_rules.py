@@ -650,22 +650,30 @@ def test_delete_cancels_the_delivery_tombstones_the_outbox_and_stops_deltas() ->
 # --- 8. restore ----------------------------------------------------------------------------
 
 
-def test_restore_resumes_the_notification_in_flight_and_keeps_the_pending_change() -> None:
-    settings = make_settings()
-    rules = make_rules(settings)
+def told_a_then_b_pending(
+    rules: NotifierRules, outcome: str, **result: Any
+) -> tuple[list[Turn], DeliveryJob]:
+    """A subscription (interval 10, ignoring resourceVersion) told of ``a``; the attempt
+    reported with ``outcome``; then ``b`` created inside the window. The two turns and a's job."""
     turns = [Turn(now=T0)]
     create(rules, turns[0], interval=10, **{"ignore-fields": ["metadata.resourceVersion"]})
     delta(rules, turns[0], T0, created=[pod("a", "Running", "1")])
     rules.take_due(turns[0])
     rules.seal(turns[0])
     job = only_job(turns[0])
-
     turns.append(Turn(now=T0 + 2))
-    rules.on_report(report(job, "retry", at_s=T0 + 1, status=503, reason="HTTP 503"), turns[1])
+    rules.on_report(report(job, outcome, at_s=T0 + 1, **result), turns[1])
     delta(rules, turns[1], created=[pod("b")])
     rules.take_due(turns[1])
     rules.seal(turns[1])
     assert turns[1].jobs == []
+    return turns, job
+
+
+def test_restore_resumes_the_notification_in_flight_and_keeps_the_pending_change() -> None:
+    settings = make_settings()
+    rules = make_rules(settings)
+    turns, job = told_a_then_b_pending(rules, "retry", status=503, reason="HTTP 503")
 
     fresh = make_rules(settings, owned=())
     jobs = restore_partitions(
@@ -725,17 +733,8 @@ def _before_clusters(value: bytes) -> bytes:
 def test_outbox_state_from_before_clusters_restores_as_the_notifiers_cluster() -> None:
     settings = make_settings(cluster="east")
     rules = make_rules(settings)
-    turns = [Turn(now=T0)]
-    create(rules, turns[0], interval=10, **{"ignore-fields": ["metadata.resourceVersion"]})
-    delta(rules, turns[0], T0, created=[pod("a", "Running", "1")])
-    rules.take_due(turns[0])
-    rules.seal(turns[0])
-    job = only_job(turns[0])
-    turns.append(Turn(now=T0 + 2))
-    rules.on_report(report(job, "delivered", at_s=T0 + 1, status=200), turns[1])
-    delta(rules, turns[1], created=[pod("b")])  # pending in the window when the upgrade stops it
-    rules.take_due(turns[1])
-    rules.seal(turns[1])
+    # b is pending in the window when the upgrade stops the notifier.
+    turns, _job = told_a_then_b_pending(rules, "delivered", status=200)
     outbox = {
         key: dataclasses.replace(entry, value=_before_clusters(entry.value))
         for key, entry in table_of(turns, rules.outbox_topic).items()

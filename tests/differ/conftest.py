@@ -1,0 +1,17 @@
+"""Fixtures of the differ's process tests; each module defines ``env`` (its topics)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.differ.harness import TopicReader
+
+
+@pytest.fixture
+def deltas(env: dict[str, str]) -> Iterator[TopicReader]:
+    """A ``read_committed`` reader of the module's deltas topic."""
+    reader = TopicReader(env["KAFKA_BOOTSTRAP_SERVERS"], env["DELTAWATCH_DELTAS_TOPIC"])
+    yield reader
+    reader.close()
