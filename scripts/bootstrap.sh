@@ -17,11 +17,20 @@ need go "Go >= 1.23, to build etcd and kube-apiserver"
 
 stamp=".venv/.deltawatch-installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)"
+# pip's output (and the build backend's warnings) go to a log file: one line here, the log
+# named if the install fails.
 if [ ! -x .venv/bin/python ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "[setup] creating .venv and installing deltawatch with its test tools" >&2
   [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip >&2
-  .venv/bin/pip install -q -e '.[test]' >&2
+  log=".venv/install.log"
+  printf '[setup] installing deltawatch and its test tools into .venv ...' >&2
+  started=$SECONDS
+  if { .venv/bin/pip install --upgrade pip && .venv/bin/pip install -e '.[test]'; } >"$log" 2>&1; then
+    echo " done in $((SECONDS - started))s (log: $log)" >&2
+  else
+    echo " FAILED; full output in $ROOT/$log; last lines:" >&2
+    tail -n 25 "$log" >&2
+    exit 1
+  fi
   echo "$want" > "$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"
