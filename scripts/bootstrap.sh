@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Sourced by run.sh and test.sh: checks the toolchain and (re)creates .venv when pyproject.toml
-# changed. Everything else (Kafka jars, kube-apiserver/etcd builds) is fetched on first use into
-# ${DELTAWATCH_CACHE_DIR:-~/.cache/deltawatch}, outside the repository.
+# changed. Everything else (Kafka jars, kube-apiserver/etcd builds, the AsyncAPI parser) is
+# fetched on first use into ${DELTAWATCH_CACHE_DIR:-~/.cache/deltawatch}, outside the repository.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -14,6 +14,7 @@ need "$PYTHON" "Python >= 3.11"
 need java "Java >= 17, for the local Kafka broker"
 need mvn "Maven, to fetch the Kafka jars from Maven Central"
 need go "Go >= 1.23, to build etcd and kube-apiserver"
+need npm "Node.js >= 18 with npm, to install the AsyncAPI parser the tests validate schemas/asyncapi.yaml with"
 
 stamp=".venv/.deltawatch-installed"
 want="$(sha256sum pyproject.toml | cut -c1-16)"

@@ -53,12 +53,14 @@ PROBE = textwrap.dedent(
     }
     names = schema_names()
     documents = {n: load_schema_document(n) for n in names if n.endswith((".json", ".avsc"))}
+    assert "asyncapi.yaml" in names
     serde = AvroSerde.from_file("resource-event.avsc", "t", None)
     print(json.dumps({
         "files": [m.__file__ for m in (deltawatch, deltawatch_tools, services)],
         "modules": len(modules),
         "scripts": scripts,
-        "schemas": sorted(documents),
+        "schemas": names,
+        "documents": len(documents),
         "avro": serde.schema.raw["name"],
     }))
     """
