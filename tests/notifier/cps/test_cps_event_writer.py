@@ -18,6 +18,7 @@ from deltawatch.settings import NotifierSettings
 from deltawatch.topics import contract_topics, ensure_topics
 from services.notifier.cps.event_writer import CpsEventWriter
 from services.notifier.cps.events import AnchorView, EventFormat
+from tests.asyncapi.event_interface import EventInterface
 
 pytestmark = pytest.mark.kafka
 
@@ -132,6 +133,13 @@ def test_committed_events_arrive_aborted_ones_never(
     assert [e.get_id() for e in decoded] == [created[0].event_id, modified[0].event_id]
     for event in decoded:
         jsonschema.validate(event.get_data(), schema, cls=jsonschema.Draft202012Validator)
+    # The records as schemas/asyncapi.yaml describes the CPS topic: key, headers and payload.
+    message = {"delta": "cpsDeltaEvent", "cps": "cpsDataUpdatedEvent"}[event_format]
+    interface = EventInterface()
+    assert [interface.identify("cps", r.key(), r.headers(), r.value()) for r in records] == [
+        message,
+        message,
+    ]
     first, second = (e.get_data() for e in decoded)
     if event_format == "delta":
         assert [first["operation"], second["operation"]] == ["CREATE", "UPDATE"]
