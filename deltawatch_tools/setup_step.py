@@ -67,25 +67,10 @@ def _describe(counters: Sequence[Counter], totals: list[int]) -> str:
     return ", ".join(f"{n} {c.unit}" for c, n in zip(counters, totals, strict=True) if n)
 
 
-def run_step(
-    title: str,
-    command: Sequence[str],
-    log_file: Path,
-    *,
-    cwd: Path | None = None,
-    stream: TextIO | None = None,
-    counters: Sequence[Counter] = (),
-) -> None:
-    """Run ``command`` as one step: its output into ``log_file``, one line on ``stream``.
-
-    Raises :class:`SetupStepError` when it exits non-zero (the log file stays for reading).
-    """
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    line = _Line(stream, title)
-    line.open()
-    started = time.monotonic()
-    totals = [0] * len(counters)
-    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+def _run_logged(
+    command: Sequence[str], cwd: Path | None, log_file: Path, seen: Callable[[str], None]
+) -> int:
+    """Run ``command``, every output line into ``log_file`` and to ``seen``; its exit code."""
     with log_file.open("w") as log:
         log.write(f"$ {' '.join(command)}\n")
         log.flush()
@@ -101,11 +86,44 @@ def run_step(
             assert proc.stdout is not None
             for raw in proc.stdout:
                 log.write(raw)
-                tail.append(raw.rstrip())
-                for index, counter in enumerate(counters):
-                    totals[index] += counter.counts(raw)
-                line.redraw(_describe(counters, totals), time.monotonic() - started)
-            returncode = proc.wait()
+                seen(raw)
+            return proc.wait()
+
+
+def run_step(
+    title: str,
+    command: Sequence[str],
+    log_file: Path,
+    *,
+    cwd: Path | None = None,
+    stream: TextIO | None = None,
+    counters: Sequence[Counter] = (),
+) -> None:
+    """Run ``command`` as one step: its output into ``log_file``, one line on ``stream``.
+
+    Raises :class:`SetupStepError` when it cannot start or exits non-zero (the log file stays
+    for reading). The line is finished whatever happens, Ctrl-C included.
+    """
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    line = _Line(stream, title)
+    line.open()
+    started = time.monotonic()
+    totals = [0] * len(counters)
+    tail: collections.deque[str] = collections.deque(maxlen=_TAIL_LINES)
+
+    def seen(raw: str) -> None:
+        tail.append(raw.rstrip())
+        for index, counter in enumerate(counters):
+            totals[index] += counter.counts(raw)
+        line.redraw(_describe(counters, totals), time.monotonic() - started)
+
+    try:
+        returncode = _run_logged(command, cwd, log_file, seen)
+    except BaseException as exc:
+        line.close(f"FAILED ({type(exc).__name__}); output so far in {log_file}")
+        if isinstance(exc, OSError):
+            raise SetupStepError(f"{title}: cannot run {command[0]}: {exc}") from exc
+        raise
     elapsed = f"{time.monotonic() - started:.0f}s"
     if returncode != 0:
         line.close(f"FAILED after {elapsed} (exit {returncode}); full output in {log_file}")

@@ -67,6 +67,14 @@ def test_a_failed_step_names_its_log_and_quotes_its_tail(tmp_path: Path) -> None
     assert "file-199.jar" in str(failure.value)
 
 
+def test_a_command_that_cannot_start_still_finishes_its_line(tmp_path: Path) -> None:
+    stream, missing = io.StringIO(), str(tmp_path / "no-such-tool")
+    with pytest.raises(SetupStepError, match="cannot run"):
+        run_step("[x] fetching", [missing], tmp_path / "s.log", stream=stream)
+    assert stream.getvalue().count("\n") == 1
+    assert "FAILED (FileNotFoundError)" in stream.getvalue()
+
+
 def test_go_build_output_is_counted_as_packages(tmp_path: Path) -> None:
     module = tmp_path / "mod"
     (module / "inner").mkdir(parents=True)
