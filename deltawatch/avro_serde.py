@@ -1,4 +1,4 @@
-"""Avro encoding of records on the wire, with the schemas kept in ``schemas/``.
+"""Avro encoding of records on the wire, with the schemas shipped in ``schemas/`` (package data).
 
 Without a registry, Avro *single-object encoding* (``C3 01`` + CRC-64-AVRO fingerprint + body)
 lets a reader recognise the writer's schema from the bytes alone, so a record written with an
@@ -11,15 +11,15 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 import threading
-from pathlib import Path
 from typing import Any
 
 import fastavro
 import httpx
 from fastavro.schema import fingerprint, parse_schema, to_parsing_canonical_form
+
+from deltawatch.schema_files import load_schema_document
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -29,17 +29,9 @@ class AvroDecodeError(Exception):
     """Bytes that are not a record of a known schema (a poison message)."""
 
 
-def schemas_dir() -> Path:
-    override = os.environ.get("DELTAWATCH_SCHEMAS_DIR")
-    if override:
-        return Path(override)
-    return Path(__file__).resolve().parent.parent / "schemas"
-
-
 def load_schema(file_name: str) -> dict[str, Any]:
-    with (schemas_dir() / file_name).open(encoding="utf-8") as fh:
-        loaded: dict[str, Any] = json.load(fh)
-    return loaded
+    """An Avro schema of ``schemas/`` as the installed package ships it."""
+    return load_schema_document(file_name)
 
 
 class AvroSchema:

@@ -2,7 +2,8 @@
 
 Why not Docker or a Python look-alike: tests must exercise the real broker's transactions,
 ``read_committed`` isolation and log compaction (a PyPI "Kafka-compatible" broker leaked aborted
-transactions). The jars come from Maven Central once into the cache; a formatted empty storage
+transactions). The jars come from Maven Central once into the cache (one progress line, Maven's
+output in ``mvn.log`` there: :mod:`deltawatch_tools.setup_step`); a formatted empty storage
 directory is kept as a template so each start copies it instead of running the storage tool
 (another JVM start). The run state (PID, ports, data dir) is a JSON file, so the CLI, a pytest
 session and the demo can share one broker, and stop it by PID, never by name.
@@ -25,6 +26,7 @@ from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient
 
 from deltawatch_tools.local_state import cache_dir, file_lock, free_port, process_alive, run_dir
+from deltawatch_tools.setup_step import Counter, run_step
 
 KAFKA_VERSION = "4.1.1"
 MAIN_CLASS = "kafka.Kafka"
@@ -67,7 +69,6 @@ class LocalKafkaBroker:
         marker = self.libs / ".complete"
         if marker.exists():
             return
-        _say(f"downloading Apache Kafka {self.version} jars from Maven Central (first run only)")
         pom = (
             (Path(__file__).with_name("pom.xml"))
             .read_text()
@@ -77,23 +78,27 @@ class LocalKafkaBroker:
             (Path(work) / "pom.xml").write_text(pom)
             staging = self.home / "libs.partial"
             shutil.rmtree(staging, ignore_errors=True)
-            # Maven prints one line per artifact downloaded: that is the progress shown.
-            subprocess.run(
+            # Maven logs a line per file it fetches: counted on the step's one line, kept in
+            # the log file with the rest of its output.
+            run_step(
+                f"[kafka] fetching Apache Kafka {self.version} jars from Maven Central"
+                " (first run only)",
                 [
                     "mvn",
                     "-B",
+                    "-Dstyle.color=never",
                     "dependency:copy-dependencies",
                     f"-DoutputDirectory={staging}",
                     "-DincludeScope=runtime",
                 ],
-                cwd=work,
-                check=True,
-                stdout=sys.stderr,
+                self.home / "mvn.log",
+                cwd=Path(work),
+                stream=sys.stderr,
+                counters=(Counter("files downloaded", lambda line: "Downloaded from" in line),),
             )
             shutil.rmtree(self.libs, ignore_errors=True)
             staging.rename(self.libs)
         marker.write_text(self.version)
-        _say(f"jars cached in {self.libs}")
 
     def _java(self, *args: str, heap: str = "768m") -> list[str]:
         return [

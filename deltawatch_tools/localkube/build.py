@@ -3,26 +3,26 @@
 The tests and the demo run against the real Kubernetes API server, the way envtest does, but
 without downloading release tarballs or needing Docker: the two tiny wrapper modules in
 ``gosrc/`` pin upstream versions, and ``go build`` fetches and compiles them. The first build
-takes minutes (about 90 MiB of module zips, thousands of packages), so progress is streamed;
-later builds reuse Go's module and build caches. A binary is rebuilt only when missing or when
-the content of its wrapper module (or the build flags) changed, which a digest stamp next to
-the binary records. A file lock keeps two processes from building at the same time.
+takes minutes (about 90 MiB of module zips, thousands of packages), so it shows as one line
+counting modules and packages, with Go's whole output in ``build/<component>.log`` of the cache
+(named when the build fails); later builds reuse Go's module and build caches. A binary is
+rebuilt only when missing or when the content of its wrapper module (or the build flags)
+changed, which a digest stamp next to the binary records. A file lock keeps two processes
+from building at the same time.
 """
 
 from __future__ import annotations
 
-import collections
 import hashlib
 import os
 import shutil
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from deltawatch_tools.local_state import cache_dir, file_lock
+from deltawatch_tools.setup_step import Counter, SetupStepError, run_step
 
 KUBERNETES_VERSION = "v1.32.13"
 
@@ -37,8 +37,6 @@ _LDFLAGS: dict[str, list[str]] = {
     ],
 }
 COMPONENTS = tuple(_LDFLAGS)
-
-_PROGRESS_EVERY_S = 10.0
 
 
 class KubeBuildError(RuntimeError):
@@ -86,11 +84,6 @@ def is_current(component: str) -> bool:
     )
 
 
-def _say(progress: TextIO | None, message: str) -> None:
-    if progress is not None:
-        print(f"[deltawatch kube] {message}", file=progress, flush=True)
-
-
 def _go_executable() -> str:
     go = shutil.which("go")
     if go is None:
@@ -98,6 +91,21 @@ def _go_executable() -> str:
             "the local Kubernetes API server is built from source and needs Go >= 1.23 on PATH"
         )
     return go
+
+
+# What `go build -v` prints: "go: downloading <module> <version>" per module fetched, then one
+# import path per package compiled (compiler errors come under "# <package>" headers).
+_GO_COUNTERS = (
+    Counter("modules downloaded", lambda line: line.startswith("go: downloading ")),
+    Counter(
+        "packages compiled",
+        lambda line: bool(line.strip()) and not line.startswith(("#", " ", "\t", "go: ", "./")),
+    ),
+)
+
+
+def build_log(component: str) -> Path:
+    return kube_cache_dir() / "build" / f"{component}.log"
 
 
 def build_component(component: str, progress: TextIO | None = sys.stderr) -> Path:
@@ -115,44 +123,21 @@ def build_component(component: str, progress: TextIO | None = sys.stderr) -> Pat
         command += ["-ldflags", " ".join(_LDFLAGS[component])]
     command.append(".")
     digest = source_digest(component)
-
-    _say(progress, f"building {component} with {' '.join(command[1:])} (in {build_dir})")
-    started = time.monotonic()
-    last_report = started
-    packages = 0
-    tail: collections.deque[str] = collections.deque(maxlen=60)
-    with subprocess.Popen(
-        command,
-        cwd=build_dir,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            tail.append(line)
-            if line.startswith("go: downloading"):
-                _say(progress, f"{component}: {line[4:]}")
-            elif line and not line.startswith(("#", " ", "\t")):
-                packages += 1
-            now = time.monotonic()
-            if now - last_report >= _PROGRESS_EVERY_S:
-                last_report = now
-                _say(
-                    progress,
-                    f"{component}: {packages} packages compiled, {now - started:.0f}s elapsed",
-                )
-        returncode = proc.wait()
-    if returncode != 0:
-        partial.unlink(missing_ok=True)
-        raise KubeBuildError(
-            f"go build of {component} failed (exit {returncode}); last output:\n" + "\n".join(tail)
+    title = f"[deltawatch kube] building {component} from Go modules (first run only)"
+    try:
+        run_step(
+            title,
+            command,
+            build_log(component),
+            cwd=build_dir,
+            stream=progress,
+            counters=_GO_COUNTERS,
         )
+    except SetupStepError as exc:
+        partial.unlink(missing_ok=True)
+        raise KubeBuildError(f"go build of {component} failed: {exc}") from None
     os.replace(partial, target)
     _stamp_path(component).write_text(digest + "\n")
-    _say(progress, f"built {component} in {time.monotonic() - started:.0f}s -> {target}")
     return target
 
 

@@ -8,16 +8,16 @@ a checked-in file differs from what the models generate.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
 
+from deltawatch.schema_files import SOURCE_DIR
 from services.notifier.commands import COMMAND_ADAPTER, CommandResult
 from services.notifier.delivery.dead_letter import DeadLetter
 from services.notifier.subscription_state import SubscriptionState
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas"
+SCHEMA_DIR = SOURCE_DIR
 
 
 def _schema(source: type[BaseModel] | TypeAdapter[Any], title: str, description: str) -> str:

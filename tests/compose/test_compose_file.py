@@ -106,7 +106,8 @@ def test_build_contexts_dockerfiles_and_copied_paths_exist(compose: dict[str, An
             for source in line.split()[:-1]:
                 assert (context / source).exists(), f"{name}: COPY {source}"
                 if context == ROOT:
-                    assert source.rstrip("/") in allowed_from_root, f".dockerignore drops {source}"
+                    kept = {source.rstrip("/"), *(p.as_posix() for p in Path(source).parents)}
+                    assert kept & allowed_from_root, f".dockerignore drops {source}"
         for secret in service["build"].get("secrets", []):
             assert secret in compose["secrets"]
             assert f"id={secret}" in text
@@ -137,6 +138,10 @@ def test_worker_images_run_their_console_script_on_their_contract_port(
     assert "EXPOSE ${HTTP_PORT}" in text
     assert "/healthz" in text.split("HEALTHCHECK", 1)[1]
     assert re.search(r"^USER 10001$", text, flags=re.M), "workers run as a non-root user"
+    # The project is installed as a wheel, as `pip install` does for a user, never in place.
+    assert re.search(r"pip wheel --no-deps .* -w (\S+) \.$", text, flags=re.M)
+    assert re.search(r"pip install --no-deps \S+/deltawatch-\*\.whl", text)
+    assert " -e " not in text
     # The args come after every install step, so the three images share those layers.
     assert text.index("ARG WORKER") > text.index("pip install --no-deps")
     # The one-shot is the notifier's image: the same build, all cache hits.

@@ -8,7 +8,9 @@ stack's API server, and read the sink's ``GET /received`` and the delta topic.
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import subprocess
 import time
 import uuid
@@ -77,19 +79,22 @@ def _command(stack: ComposeStack, command: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def _subscribe(stack: ComposeStack, instance: str, path: str) -> None:
+def _subscribe(stack: ComposeStack, instance: str, path: str, secret: str | None = None) -> None:
+    subscription: dict[str, Any] = {
+        "name": "compose-test",
+        "callback-url": f"http://callback-sink:8080{path}",
+        "min-notify-interval": 0,
+        "metadata": {"owner": "compose-test"},
+    }
+    if secret is not None:
+        subscription["secret"] = secret
     result = _command(
         stack,
         {
             "command-id": f"c-{uuid.uuid4().hex[:12]}",
             "action": "create",
             "instance-id": instance,
-            "subscription": {
-                "name": "compose-test",
-                "callback-url": f"http://callback-sink:8080{path}",
-                "min-notify-interval": 0,
-                "metadata": {"owner": "compose-test"},
-            },
+            "subscription": subscription,
         },
     )
     assert result["status"] == "accepted", result
@@ -203,6 +208,24 @@ def test_cluster_change_reaches_the_sink_and_the_delta_topic(
     assert isinstance(data, dict)
     assert data["instance-id"] == instance
     assert set(data["resource-changes"]) == {"created", "deleted", "modified"}
+
+
+def test_signed_subscriptions_work_with_the_default_secret_key(
+    compose_stack: ComposeStack, stack_kube_api: ApiClient, namespace: str
+) -> None:
+    # No DELTAWATCH_SECRET_KEY given: the secret-key one-shot generated the notifier's key, so
+    # a subscription with a secret is accepted (not "invalid-secret") and its callbacks signed.
+    instance, path = f"inst-{uuid.uuid4().hex[:8]}", f"/notify/{uuid.uuid4().hex[:8]}"
+    secret = "whsec_" + base64.b64encode(os.urandom(32)).decode()
+    _subscribe(compose_stack, instance, path, secret)
+    ops.create(stack_kube_api, _config_map(namespace, "signed", instance, {"n": "1"}))
+    await_condition(
+        "the signed callback",
+        lambda: "signed" in _names(_received(compose_stack, path), "created"),
+        90,
+    )
+    headers = _received(compose_stack, path)[0]["headers"]
+    assert headers["webhook-signature"].startswith("v1,"), headers
 
 
 def _main_pid(container: str) -> int:

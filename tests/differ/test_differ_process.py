@@ -11,6 +11,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from deltawatch.schema_files import load_schema_document
 from tests.differ.harness import (
     DifferProcess,
     EventFeed,
@@ -23,7 +24,7 @@ from tests.differ.harness import (
 
 pytestmark = pytest.mark.kafka
 
-SCHEMA = json.loads((Path(__file__).parents[2] / "schemas" / "delta-event.schema.json").read_text())
+SCHEMA = load_schema_document("delta-event.schema.json")
 
 
 def validate(data: object, definition: str | None = None) -> None:

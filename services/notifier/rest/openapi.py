@@ -11,16 +11,16 @@ the paths, status codes and error shape are spelled out here, as data in small f
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
+from deltawatch.schema_files import SOURCE_DIR
 from services.notifier.commands import SubscriptionRequest
 from services.notifier.subscription_state import SubscriptionState
 
-OPENAPI_FILE = Path(__file__).resolve().parents[3] / "schemas" / "openapi.json"
+OPENAPI_FILE = SOURCE_DIR / "openapi.json"
 
 Responses = dict[int, tuple[str, str | None]]
 

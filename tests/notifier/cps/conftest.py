@@ -7,11 +7,11 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from deltawatch.schema_files import load_schema_document
 from deltawatch.settings import CommonSettings
 from tests.fixtures.kafka import committed_records
 from tests.notifier.conftest import (  # noqa: F401  (fixtures re-exported for this directory)
@@ -26,7 +26,6 @@ from tests.notifier.conftest import (  # noqa: F401  (fixtures re-exported for t
     settings,
 )
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 DATA_SCHEMAS = {
     "org.onap.cps.data-updated-delta-event": "cps-delta-event-data.schema.json",
     "org.onap.cps.events.model.CpsDataUpdatedEvent": "cps-data-updated-event.schema.json",
@@ -53,7 +52,7 @@ class CpsRecord:
 
 
 def _validate(record: CpsRecord) -> None:
-    schema = json.loads((SCHEMAS / DATA_SCHEMAS[record.headers["ce_type"]]).read_text())
+    schema = load_schema_document(DATA_SCHEMAS[record.headers["ce_type"]])
     jsonschema.validate(record.data, schema)
 
 

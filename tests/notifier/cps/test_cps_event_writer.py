@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -14,14 +13,15 @@ from confluent_kafka import Consumer, TopicPartition
 
 from deltawatch.cloud_events import from_kafka
 from deltawatch.kafka_clients import make_admin, make_producer, make_reader
+from deltawatch.schema_files import load_schema_document
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import contract_topics, ensure_topics
 from services.notifier.cps.event_writer import CpsEventWriter
 from services.notifier.cps.events import AnchorView, EventFormat
+from tests.asyncapi.event_interface import EventInterface
 
 pytestmark = pytest.mark.kafka
 
-SCHEMAS = Path(__file__).resolve().parents[3] / "schemas"
 SCHEMA_FILES: dict[EventFormat, str] = {
     "delta": "cps-delta-event-data.schema.json",
     "cps": "cps-data-updated-event.schema.json",
@@ -127,13 +127,20 @@ def test_committed_events_arrive_aborted_ones_never(
     assert len(created) == len(aborted) == len(modified) == 1
 
     records = _read_committed(settings, expected=2)
-    schema = json.loads((SCHEMAS / SCHEMA_FILES[event_format]).read_text())
+    schema = load_schema_document(SCHEMA_FILES[event_format])
     assert [r.key() for r in records] == [b"ds1:inst-1", b"ds1:inst-1"]
     assert len({r.partition() for r in records}) == 1, "one anchor, one partition, in order"
     decoded = [from_kafka(r.key(), r.value(), r.headers()) for r in records]
     assert [e.get_id() for e in decoded] == [created[0].event_id, modified[0].event_id]
     for event in decoded:
         jsonschema.validate(event.get_data(), schema, cls=jsonschema.Draft202012Validator)
+    # The records as schemas/asyncapi.yaml describes the CPS topic: key, headers and payload.
+    message = {"delta": "cpsDeltaEvent", "cps": "cpsDataUpdatedEvent"}[event_format]
+    interface = EventInterface()
+    assert [interface.identify("cps", r.key(), r.headers(), r.value()) for r in records] == [
+        message,
+        message,
+    ]
     first, second = (e.get_data() for e in decoded)
     if event_format == "delta":
         assert [first["operation"], second["operation"]] == ["CREATE", "UPDATE"]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from typing import Any
 
 import jsonschema
@@ -13,6 +12,7 @@ from pydantic import ValidationError
 
 from deltawatch.cloud_events import from_kafka
 from deltawatch.resource_identity import ResourceKey
+from deltawatch.schema_files import load_schema_document
 from services.notifier.cps.events import (
     AnchorDelta,
     AnchorView,
@@ -26,9 +26,8 @@ from services.notifier.cps.events import (
 )
 from services.notifier.cps.merge_patch import apply_merge_patch
 
-SCHEMAS = Path(__file__).resolve().parents[4] / "schemas"
-DELTA_SCHEMA = json.loads((SCHEMAS / "cps-delta-event-data.schema.json").read_text())
-CPS_SCHEMA = json.loads((SCHEMAS / "cps-data-updated-event.schema.json").read_text())
+DELTA_SCHEMA = load_schema_document("cps-delta-event-data.schema.json")
+CPS_SCHEMA = load_schema_document("cps-data-updated-event.schema.json")
 MOMENT = datetime(2026, 11, 24, 10, 15, 30, 123456, tzinfo=UTC)
 
 POD = ResourceKey("east", "", "v1", "Pod", "ns", "web-0")
