@@ -205,6 +205,16 @@ def replica_loss(
     return finish(run, driver, report)
 
 
+def _logged(at: int, what: str, fault: Callable[[], None]) -> Callable[[], None]:
+    """``fault``, printing what it does and when (the schedule of a seed, for the report)."""
+
+    def run() -> None:
+        print(f"[reliability] change {at}: {what}", flush=True)
+        fault()
+
+    return run
+
+
 CLUSTERS = ("east", "west")
 """Watcher index 0 watches east, 1 west (``clusters_worker_env``)."""
 
@@ -244,8 +254,11 @@ def cluster_rounds(
     for round_, (kill_at, restart_at) in enumerate(zip(moments[::2], moments[1::2], strict=True)):
         name = victims[(first + round_) % 3]
         index = rng.randrange(run.replicas[name])
-        faults[kill_at] = functools.partial(run.kill, name, index)
-        faults[restart_at] = functools.partial(_restart, run, name, index)
+        label = f"{name}-{index}" + (f" ({CLUSTERS[index]})" if name == "watcher" else "")
+        kill = functools.partial(run.kill, name, index)
+        faults[kill_at] = _logged(kill_at, f"SIGKILL {label}", kill)
+        restart = functools.partial(_restart, run, name, index)
+        faults[restart_at] = _logged(restart_at, f"restart {label}", restart)
     watcher = rng.randrange(run.replicas["watcher"])
 
     def relist() -> None:
@@ -253,6 +266,11 @@ def cluster_rounds(
         index = watcher
         if run.workers[("watcher", index)].process.poll() is not None:
             index = (index + 1) % run.replicas["watcher"]
+        print(
+            f"[reliability] change {graceful_at}: SIGTERM + restart watcher-{index} "
+            f"({CLUSTERS[index]}): it lists again",
+            flush=True,
+        )
         run.stop_gracefully("watcher", index)
         run.start("watcher", index)
 

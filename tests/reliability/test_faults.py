@@ -167,6 +167,7 @@ def test_two_clusters_with_sigkills_lose_nothing(
     ]
     report = scenarios.cluster_rounds(run, drivers, random.Random(seed), 150, rounds=3)
     print(report)
+    assert report.faults == 4  # 3 SIGKILLs (differ, a watcher, notifier) and 1 SIGTERM
     assert report.verdict.problems == [], report.verdict.problems
     assert report.crashes == [], report.crashes
     assert report.verdict.notifications > 0, "no callback arrived: nothing was checked"

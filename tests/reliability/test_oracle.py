@@ -251,17 +251,10 @@ def test_a_right_two_cluster_history_passes() -> None:
         # the two clusters' objects merged into one (entries without a cluster)
         (
             [
-                receipt(r.webhook_id, r.received_at, **c, cluster=None)
-                for r, c in zip(
-                    TWO_RIGHT,
-                    [
-                        {"created": (EAST_A1, EAST_B)},
-                        {"created": (WEST_A1, WEST_B)},
-                        {"modified": (EAST_A2,), "deleted": (EAST_B,)},
-                        {"modified": (WEST_A3,)},
-                    ],
-                    strict=True,
-                )
+                receipt("w1", 0.0, created=(EAST_A1, EAST_B), cluster=None),
+                receipt("v1", 0.5, created=(WEST_A1, WEST_B), cluster=None),
+                receipt("w2", 2.0, modified=(EAST_A2,), deleted=(EAST_B,), cluster=None),
+                receipt("v2", 2.5, modified=(WEST_A3,), cluster=None),
             ],
             ["lost: ('east'", "lost: ('west'", "stale: ('', 'ConfigMap'", "spurious: w1"],
         ),
