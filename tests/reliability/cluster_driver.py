@@ -49,11 +49,15 @@ class ClusterDriver:
     """The cluster's name, as its watcher's ``DELTAWATCH_CLUSTER`` (the default's name)."""
     live: dict[tuple[str, str, str], Obj] = field(default_factory=dict)
     history: History = field(default_factory=History)
+    log: list[dict[str, Any]] = field(default_factory=list)
+    """Every change as made: what, to which object, the uid and resourceVersion answered."""
     changes: int = 0
     retried: int = 0
 
     def __post_init__(self) -> None:
         self.random = random.Random(self.seed)
+        self._last_slot: tuple[str, str, str] = ("", "", "")
+        self._last_deleted: Obj = {}
 
     def _manifest(self, instance: str, kind: str, name: str) -> Obj:
         meta = {"name": name, "namespace": self.namespace, "labels": {INSTANCE_LABEL: instance}}
@@ -68,10 +72,29 @@ class ClusterDriver:
 
     def step(self) -> str:
         """Make one change (a create, an edit or a delete) and say what it was."""
+        began = time.time()
+        done = self._step()
+        what, _, name = done.partition(" ")
+        obj = self.live.get(self._last_slot) or self._last_deleted
+        meta = obj.get("metadata") or {}
+        self.log.append(
+            {
+                "at": began,
+                "cluster": self.cluster,
+                "change": what,
+                "object": name,
+                "uid": meta.get("uid"),
+                "resourceVersion": meta.get("resourceVersion") if what != "delete" else None,
+            }
+        )
+        return done
+
+    def _step(self) -> str:
         instance = self.random.choice(self.instances)
         kind = "Pod" if self.random.random() < 0.25 else "ConfigMap"
         name = f"{instance}-{kind.lower()}-{self.random.randrange(self.names_per_instance)}"
         slot = (instance, kind, name)
+        self._last_slot, self._last_deleted = slot, {}
         current = self.live.get(slot)
         self.changes += 1
         value = str(self.changes)
@@ -83,6 +106,7 @@ class ClusterDriver:
         if self.random.random() < 0.2:
             self._call(ops.delete, current)
             self.history.saw_deleted(key, current)
+            self._last_deleted = current
             del self.live[slot]
             return f"delete {kind}/{name}"
         if kind == "ConfigMap":

@@ -219,6 +219,17 @@ class PipelineRun:
             parts.append(f"----- {path.name} -----\n{path.read_text(errors='replace')[-chars:]}")
         return "\n".join(parts)
 
+    def dump(self, drivers: Sequence[ClusterDriver]) -> None:
+        """For a post-mortem, beside the worker logs: every POST the sink recorded
+        (``callbacks.jsonl``) and every change each driver made (``changes-<cluster>.jsonl``)."""
+        with (self.logs / "callbacks.jsonl").open("w") as out:
+            for request in self.sink.requests:
+                out.write(json.dumps(request.as_json()) + "\n")
+        for driver in drivers:
+            with (self.logs / f"changes-{driver.cluster}.jsonl").open("w") as out:
+                for change in driver.log:
+                    out.write(json.dumps(change) + "\n")
+
     # -- subscriptions --------------------------------------------------------------------
     def subscribe(self, subscription: Subscription) -> None:
         result = send_command(
@@ -377,6 +388,7 @@ def finish(
         found.problems = [f"{subscription.path}: {p}" for p in found.problems]
         verdict = verdict.merge(found)
     verdict.problems += sequence_violations(run.delta_sequences())
+    run.dump(_as_list(drivers))
     report.verdict = verdict
     report.changes = sum(d.changes for d in _as_list(drivers))
     report.callbacks = len(run.sink.requests)

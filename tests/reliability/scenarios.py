@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from deltawatch_tools.callback_sink import Reply
+from deltawatch_tools.local_pipeline import wait_ready
 from deltawatch_tools.localkafka.broker import BrokerState, LocalKafkaBroker
 from deltawatch_tools.localkube.server import LocalKubeServer
 from tests.reliability.cluster_driver import ClusterDriver
@@ -266,6 +267,9 @@ def cluster_rounds(
         index = watcher
         if run.workers[("watcher", index)].process.poll() is not None:
             index = (index + 1) % run.replicas["watcher"]
+        # SIGTERM a *running* watcher: one restarted a few changes ago may still be
+        # importing, before its handler is installed, and would die of the signal (-15)
+        wait_ready([run.workers[("watcher", index)]], timeout_s=60)
         print(
             f"[reliability] change {graceful_at}: SIGTERM + restart watcher-{index} "
             f"({CLUSTERS[index]}): it lists again",
