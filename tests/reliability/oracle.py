@@ -116,6 +116,23 @@ class History:
         uid = str((obj.get("metadata") or {}).get("uid", ""))
         self.deleted.setdefault(key, set()).add(uid)
 
+    def had(self, key: ObjectKey, told: Mapping[str, Any]) -> bool:
+        """Whether ``told`` is a version the object had: one seen, or its *terminating*
+        version. A Pod DELETE, even with ``gracePeriodSeconds=0``, first stores the Pod
+        with ``deletionTimestamp`` set (a MODIFIED event of its own resourceVersion, which
+        the DELETE's answer does not show) and then removes it; so a version carrying
+        ``deletionTimestamp``, of a uid really deleted, newer than every version seen of
+        that uid, is one the object had."""
+        meta = told.get("metadata") or {}
+        uid, rv = str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+        seen = self.versions.get(key, set())
+        if (uid, rv) in seen:
+            return True
+        if not meta.get("deletionTimestamp") or uid not in self.deleted.get(key, set()):
+            return False
+        newest = max((int(v) for u, v in seen if u == uid and v.isdigit()), default=0)
+        return rv.isdigit() and int(rv) > newest
+
     def merge(self, other: History) -> History:
         merged = History(
             {k: set(v) for k, v in self.versions.items()},
@@ -199,7 +216,7 @@ def spurious_changes(delivered: Sequence[Receipt], history: History) -> list[str
                 key = entry_key(entry)
                 meta = (entry.get("status") or {}).get("metadata") or {}
                 version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
-                if version not in history.versions.get(key, set()):
+                if not history.had(key, entry.get("status") or {}):
                     problems.append(
                         f"spurious: {receipt.webhook_id} told {key} {change} as uid "
                         f"{version[0]} resourceVersion {version[1]}, a version it never had"

@@ -281,6 +281,22 @@ def test_a_version_that_never_existed_is_spurious() -> None:
     assert spurious_changes(TWO_RIGHT, _two_cluster_history()) == []
 
 
+def test_a_terminating_version_before_a_deletion_is_not_spurious() -> None:
+    # a Pod DELETE stores the object with deletionTimestamp first (its own resourceVersion,
+    # unseen by the deleter), then removes it; the watcher may report that as a modification
+    history = _two_cluster_history()
+    terminating = cm("b", "1", "eb", "5")
+    terminating["metadata"]["deletionTimestamp"] = "2026-12-07T02:02:10Z"
+    told = [receipt("w9", 0.0, modified=(terminating,))]
+    assert spurious_changes(told, history) == []
+    # ... but not for an object never deleted, nor one older than a version seen
+    alive = cm("a", "9", "ea", "9")
+    alive["metadata"]["deletionTimestamp"] = "2026-12-07T02:02:10Z"
+    assert spurious_changes([receipt("w9", 0.0, modified=(alive,))], history)
+    history.saw(key("b"), cm("b", "2", "eb", "7"))
+    assert spurious_changes(told, history)
+
+
 def test_the_report_counts_losses_apart_from_other_problems() -> None:
     from tests.reliability.pipeline_run import Report
 
