@@ -7,7 +7,8 @@ Why a script and not a pytest test: it runs for many minutes and prints a table 
 faults injected, changes, callbacks, losses — must be 0 —, duplicates by webhook-id); CI
 runs the same scenarios, short, through ``tests/reliability/test_*.py``. It starts what it
 needs itself: the shared local broker (or ``KAFKA_BOOTSTRAP_SERVERS``), a broker of its own
-for the broker outages, and a kube-apiserver of its own (watch cache off). Each scenario
+for the broker outages, a kube-apiserver of its own (watch cache off), and for ``clusters``
+a second one ("west"; the first is "east"), each watched by a watcher of its own. Each scenario
 prints its seed; ``--seed`` (or ``DELTAWATCH_RELIABILITY_SEED``) replays it.
 Exit status 1 when any scenario found a problem.
 """
@@ -37,7 +38,11 @@ from tests.reliability.pipeline_run import (
     run_seed,
 )
 from tests.reliability.scenarios import (
+    CLUSTERS_PARTITIONS,
+    CLUSTERS_REPLICAS,
     broker_outages,
+    cluster_rounds,
+    clusters_worker_env,
     kube_faults,
     replica_loss,
     sigkill_rounds,
@@ -45,7 +50,7 @@ from tests.reliability.scenarios import (
     sink_faults,
 )
 
-SCENARIOS = ("sigkill", "sigterm", "sink", "kube", "broker", "replicas")
+SCENARIOS = ("sigkill", "sigterm", "sink", "kube", "broker", "replicas", "clusters")
 INSTANCES = ["rel0", "rel1", "rel2", "rel3"]
 
 
@@ -65,9 +70,13 @@ def main(
     kube = LocalKubeServer(work / "kube", progress=None)
     kube.ensure_running(RELIABILITY_KUBE)
     own_broker: LocalKafkaBroker | None = None
+    west: LocalKubeServer | None = None
     reports: list[Report] = []
     try:
         for index, name in enumerate(scenario):
+            if name == "clusters" and west is None:
+                west = LocalKubeServer(work / "kube-west", progress=None)
+                west.ensure_running(RELIABILITY_KUBE)
             if name == "broker" and own_broker is None:
                 own_broker = LocalKafkaBroker(run=work / "kafka")
                 own_broker.start()
@@ -82,6 +91,7 @@ def main(
                     index,
                     work,
                     kube,
+                    west,
                     scenario_bootstrap,
                     own_broker,
                     changes,
@@ -95,6 +105,8 @@ def main(
     finally:
         if own_broker is not None:
             own_broker.stop()
+        if west is not None:
+            west.stop()
         kube.stop()
     _table(reports, rounds)
     if any(r.verdict.problems or _real_crashes(r) for r in reports):
@@ -117,6 +129,7 @@ def _one(
     index: int,
     work: Path,
     kube: LocalKubeServer,
+    west: LocalKubeServer | None,
     bootstrap: str,
     own_broker: LocalKafkaBroker | None,
     changes: int,
@@ -136,7 +149,16 @@ def _one(
         "DELTAWATCH_NAMESPACES": namespace,
     }
     replicas = {"watcher": 1, "differ": 2, "notifier": 2} if name == "replicas" else None
-    run = PipelineRun(env, logs, replicas)
+    worker_env = None
+    west_api = None
+    if name == "clusters":
+        assert west is not None
+        west_api = west.api_client()
+        ops.create_namespace(west_api, namespace)  # the same namespace/names in both
+        replicas = CLUSTERS_REPLICAS
+        worker_env = clusters_worker_env([kube.kubeconfig, west.kubeconfig])
+        env["DELTAWATCH_PARTITIONS"] = CLUSTERS_PARTITIONS
+    run = PipelineRun(env, logs, replicas, worker_env)
     began = time.monotonic()
     try:
         run.start_all()
@@ -151,6 +173,15 @@ def _one(
             "kube": lambda: kube_faults(run, driver, rng, changes, rounds, kube, pace),
             "replicas": lambda: replica_loss(run, driver, rng, changes, rounds, pace),
         }
+        if west_api is not None:
+            drivers = [
+                ClusterDriver(api, namespace, INSTANCES, the_seed, cluster="east"),
+                ClusterDriver(west_api, namespace, INSTANCES, the_seed + 1, cluster="west"),
+            ]
+            # --changes is the total, as in the other scenarios: half in each cluster
+            scripts["clusters"] = lambda: cluster_rounds(
+                run, drivers, rng, changes // 2, rounds, pace
+            )
         if own_broker is not None:
             broker = own_broker
             scripts["broker"] = lambda: broker_outages(
@@ -160,6 +191,8 @@ def _one(
     finally:
         run.stop_all()
         api.close()  # type: ignore[no-untyped-call]
+        if west_api is not None:
+            west_api.close()  # type: ignore[no-untyped-call]
     print(f"[reliability] {name}: {time.monotonic() - began:.0f}s", flush=True)
     return report
 

@@ -10,8 +10,16 @@ The checks (issue 8):
 
 * **state** — dedupe callbacks by ``webhook-id`` (first receipt wins), apply their net
   changes in order of first receipt to the subscription's baseline (created / modified set
-  the object by (kind, namespace, name), deleted removes it); the result must equal the true
-  final state: the same keys and, for each, the same value of every compared field.
+  the object by (cluster, kind, namespace, name), deleted removes it); the result must equal
+  the true final state: the same keys and, for each, the same value of every compared field.
+  The cluster is part of the name (CONTRACT §10): the same namespace/name in two clusters
+  are two objects, so a pipeline that mixes them up leaves one lost, stale or wrong.
+* **spurious** — given the :class:`History` of what each cluster really held, every
+  ``created`` / ``modified`` entry must tell a version (uid, resourceVersion) its object
+  really had *in the cluster the entry names*, and every ``deleted`` entry a uid that was
+  really deleted there. A relist of one cluster "deleting" another's objects, or one
+  cluster's object told under the other's name, is caught here even when a later callback
+  happens to repair the final state.
 * **duplicates** — two receipts with the same ``webhook-id`` must carry the same body.
 * **throttle** — two consecutive POSTs of a subscription with *different* webhook-ids are
   never closer than its interval, measured at the receiver, minus ``slack_s`` (the sink's
@@ -31,8 +39,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 Obj = dict[str, Any]
-ObjectKey = tuple[str, str, str]
-"""(kind, namespace, name): how the oracle names an object (not the contract's ResourceKey)."""
+ObjectKey = tuple[str, str, str, str]
+"""(cluster, kind, namespace, name): how the oracle names an object (not the contract's
+ResourceKey). Callback entries carry ``"cluster"`` (CONTRACT §10); an entry without one
+names cluster ``""``, which no truth holds."""
 
 THROTTLE_SLACK_S = 0.05
 
@@ -73,12 +83,66 @@ class Verdict:
 
 
 def entry_key(entry: Mapping[str, Any]) -> ObjectKey:
-    return (str(entry["GVK"]["Kind"]), str(entry.get("namespace") or ""), str(entry["name"]))
+    return (
+        str(entry.get("cluster") or ""),
+        str(entry["GVK"]["Kind"]),
+        str(entry.get("namespace") or ""),
+        str(entry["name"]),
+    )
 
 
-def object_key(obj: Mapping[str, Any]) -> ObjectKey:
+def object_key(obj: Mapping[str, Any], cluster: str) -> ObjectKey:
+    """The key of an object read from the API server of ``cluster``."""
     meta = obj["metadata"]
-    return (str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
+    return (cluster, str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
+
+
+@dataclass
+class History:
+    """Every version each object really had, and every uid really deleted, per cluster.
+
+    Filled by whoever made the changes (the only writer: no controller runs on the local
+    API servers), from the API server's own answers, so each version is a stored one."""
+
+    versions: dict[ObjectKey, set[tuple[str, str]]] = field(default_factory=dict)
+    deleted: dict[ObjectKey, set[str]] = field(default_factory=dict)
+
+    def saw(self, key: ObjectKey, obj: Mapping[str, Any]) -> None:
+        meta = obj.get("metadata") or {}
+        version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+        self.versions.setdefault(key, set()).add(version)
+
+    def saw_deleted(self, key: ObjectKey, obj: Mapping[str, Any]) -> None:
+        uid = str((obj.get("metadata") or {}).get("uid", ""))
+        self.deleted.setdefault(key, set()).add(uid)
+
+    def had(self, key: ObjectKey, told: Mapping[str, Any]) -> bool:
+        """Whether ``told`` is a version the object had: one seen, or its *terminating*
+        version. A Pod DELETE, even with ``gracePeriodSeconds=0``, first stores the Pod
+        with ``deletionTimestamp`` set (a MODIFIED event of its own resourceVersion, which
+        the DELETE's answer does not show) and then removes it; so a version carrying
+        ``deletionTimestamp``, of a uid really deleted, newer than every version seen of
+        that uid, is one the object had."""
+        meta = told.get("metadata") or {}
+        uid, rv = str(meta.get("uid", "")), str(meta.get("resourceVersion", ""))
+        seen = self.versions.get(key, set())
+        if (uid, rv) in seen:
+            return True
+        if not meta.get("deletionTimestamp") or uid not in self.deleted.get(key, set()):
+            return False
+        newest = max((int(v) for u, v in seen if u == uid and v.isdigit()), default=0)
+        return rv.isdigit() and int(rv) > newest
+
+    def merge(self, other: History) -> History:
+        merged = History(
+            {k: set(v) for k, v in self.versions.items()},
+            {k: set(v) for k, v in self.deleted.items()},
+        )
+        for key, versions in other.versions.items():
+            merged.versions.setdefault(key, set()).update(versions)
+        for key, uids in other.deleted.items():
+            merged.deleted.setdefault(key, set()).update(uids)
+        return merged
 
 
 def delivered_in_order(receipts: Iterable[Receipt]) -> tuple[list[Receipt], Verdict]:
@@ -142,6 +206,32 @@ def compare_states(
     return problems
 
 
+def spurious_changes(delivered: Sequence[Receipt], history: History) -> list[str]:
+    """Entries that tell something the named cluster never did (see :class:`History`)."""
+    problems = []
+    for receipt in delivered:
+        changes = receipt.payload["resource-changes"]
+        for change in ("created", "modified"):
+            for entry in changes.get(change, []):
+                key = entry_key(entry)
+                meta = (entry.get("status") or {}).get("metadata") or {}
+                version = (str(meta.get("uid", "")), str(meta.get("resourceVersion", "")))
+                if not history.had(key, entry.get("status") or {}):
+                    problems.append(
+                        f"spurious: {receipt.webhook_id} told {key} {change} as uid "
+                        f"{version[0]} resourceVersion {version[1]}, a version it never had"
+                    )
+        for entry in changes.get("deleted", []):
+            key = entry_key(entry)
+            uid = str(((entry.get("status") or {}).get("metadata") or {}).get("uid", ""))
+            if uid not in history.deleted.get(key, set()):
+                problems.append(
+                    f"spurious: {receipt.webhook_id} told {key} deleted (uid {uid}), "
+                    "which was never deleted there"
+                )
+    return problems
+
+
 def throttle_violations(
     receipts: Iterable[Receipt], interval_s: float, slack_s: float = THROTTLE_SLACK_S
 ) -> list[str]:
@@ -167,9 +257,12 @@ def check_subscription(
     interval_s: float,
     fields: Sequence[str],
     slack_s: float = THROTTLE_SLACK_S,
+    history: History | None = None,
 ) -> Verdict:
     delivered, verdict = delivered_in_order(receipts)
     verdict.problems += compare_states(reconstruct(baseline, delivered), truth, fields)
+    if history is not None:
+        verdict.problems += spurious_changes(delivered, history)
     verdict.problems += throttle_violations(receipts, interval_s, slack_s)
     return verdict
 

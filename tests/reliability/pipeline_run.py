@@ -14,8 +14,9 @@ import os
 import random
 import signal
 import subprocess
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from deltawatch_tools.localkube import ops
 from tests.fixtures.kafka import committed_records
 from tests.reliability.cluster_driver import COMPARED_FIELDS, ClusterDriver
 from tests.reliability.oracle import (
+    History,
     Obj,
     ObjectKey,
     Receipt,
@@ -81,17 +83,23 @@ class Report:
         kinds = ("lost: ", "stale: ", "wrong: ")
         return sum(1 for p in self.verdict.problems if any(k in p for k in kinds))
 
+    @property
+    def spurious(self) -> int:
+        """Callback entries telling a change the named cluster never made."""
+        return sum(1 for p in self.verdict.problems if "spurious: " in p)
+
     def row(self) -> str:
         return (
             f"{self.scenario:<22} {self.seed:>7} {self.faults:>6} {self.changes:>7} "
-            f"{self.callbacks:>9} {self.losses:>6} {self.verdict.duplicates:>10} "
-            f"{len(self.verdict.problems):>8} {len(self.crashes):>7}"
+            f"{self.callbacks:>9} {self.losses:>6} {self.spurious:>8} "
+            f"{self.verdict.duplicates:>10} {len(self.verdict.problems):>8} "
+            f"{len(self.crashes):>7}"
         )
 
 
 HEADER = (
     f"{'scenario':<22} {'seed':>7} {'faults':>6} {'changes':>7} {'callbacks':>9} "
-    f"{'losses':>6} {'duplicates':>10} {'problems':>8} {'crashes':>7}"
+    f"{'losses':>6} {'spurious':>8} {'duplicates':>10} {'problems':>8} {'crashes':>7}"
 )
 
 
@@ -103,7 +111,10 @@ class PipelineRun:
         env: dict[str, str],
         logs: Path,
         replicas: dict[str, int] | None = None,
+        worker_env: dict[tuple[str, int], dict[str, str]] | None = None,
     ) -> None:
+        """``worker_env``: settings of one worker replica on top of ``env``, e.g. each
+        watcher's ``KUBECONFIG`` and ``DELTAWATCH_CLUSTER`` when watching several clusters."""
         self.env = {
             "DELTAWATCH_HEARTBEAT_S": "2",
             "DELTAWATCH_CALLBACK_TIMEOUT_S": "2",
@@ -116,6 +127,7 @@ class PipelineRun:
         self.settings = CommonSettings.model_validate(self.env)
         self.logs = logs
         self.replicas = replicas or {"watcher": 1, "differ": 1, "notifier": 1}
+        self.worker_env = worker_env or {}
         self.workers: dict[tuple[str, int], WorkerProcess] = {}
         self.expected_exits: set[tuple[str, int]] = set()
         self.crashes: list[str] = []
@@ -126,7 +138,7 @@ class PipelineRun:
     def start(self, name: str, index: int = 0) -> WorkerProcess:
         running = self.workers.get((name, index))
         assert running is None or running.process.poll() is not None, f"{name}-{index} runs"
-        env = dict(self.env)
+        env = {**self.env, **self.worker_env.get((name, index), {})}
         if name != "watcher":
             env["DELTAWATCH_TRANSACTIONAL_ID"] = f"{self.settings.application_id}-{name}-{index}"
         worker = start_worker(name, env, log_path=self.logs / f"{name}-{index}.log")
@@ -207,6 +219,17 @@ class PipelineRun:
             parts.append(f"----- {path.name} -----\n{path.read_text(errors='replace')[-chars:]}")
         return "\n".join(parts)
 
+    def dump(self, drivers: Sequence[ClusterDriver]) -> None:
+        """For a post-mortem, beside the worker logs: every POST the sink recorded
+        (``callbacks.jsonl``) and every change each driver made (``changes-<cluster>.jsonl``)."""
+        with (self.logs / "callbacks.jsonl").open("w") as out:
+            for request in self.sink.requests:
+                out.write(json.dumps(request.as_json()) + "\n")
+        for driver in drivers:
+            with (self.logs / f"changes-{driver.cluster}.jsonl").open("w") as out:
+                for change in driver.log:
+                    out.write(json.dumps(change) + "\n")
+
     # -- subscriptions --------------------------------------------------------------------
     def subscribe(self, subscription: Subscription) -> None:
         result = send_command(
@@ -234,7 +257,9 @@ class PipelineRun:
             for r in self.sink.requests_to(path)
         ]
 
-    def verdicts(self, truth: dict[str, dict[ObjectKey, Obj]]) -> dict[Subscription, Verdict]:
+    def verdicts(
+        self, truth: dict[str, dict[ObjectKey, Obj]], history: History | None = None
+    ) -> dict[Subscription, Verdict]:
         return {
             s: check_subscription(
                 self.receipts(s.path),
@@ -242,25 +267,33 @@ class PipelineRun:
                 truth[s.instance],
                 interval_s=s.interval,
                 fields=COMPARED_FIELDS,
+                history=history,
             )
             for s in self.subscriptions
         }
 
     def converge(
-        self, driver: ClusterDriver, timeout_s: float = 120.0
+        self, drivers: ClusterDriver | Sequence[ClusterDriver], timeout_s: float = 120.0
     ) -> dict[Subscription, Verdict]:
-        """Wait (bounded) until every subscriber's reconstructed state is the truth."""
-        truth = {instance: driver.truth(instance) for instance in driver.instances}
+        """Wait (bounded) until every subscriber's reconstructed state is the truth (of
+        every cluster: one driver per cluster) and nothing spurious was told."""
+        drivers = _as_list(drivers)
+        truth: dict[str, dict[ObjectKey, Obj]] = {}
+        history = History()
+        for driver in drivers:
+            history = history.merge(driver.history)
+            for instance in driver.instances:
+                truth.setdefault(instance, {}).update(driver.truth(instance))
 
         def settled() -> dict[Subscription, Verdict] | None:
             self.supervise()
-            verdicts = self.verdicts(truth)
+            verdicts = self.verdicts(truth, history)
             return verdicts if all(v.ok for v in verdicts.values()) else None
 
         try:
             return ops.wait_until(settled, timeout=timeout_s, interval=0.5, what="convergence")
         except TimeoutError:
-            return self.verdicts(truth)
+            return self.verdicts(truth, history)
 
     def read_topic(self, topic: str, timeout_s: float = 30.0) -> list[Message]:
         """Every committed record of ``topic``, read to the end offsets found at the start."""
@@ -279,6 +312,47 @@ class PipelineRun:
                 data: Any = event.get_data()
                 found.append((str(data["instance-id"]), int(data["sequence"])))
         return found
+
+
+def _as_list(drivers: ClusterDriver | Sequence[ClusterDriver]) -> list[ClusterDriver]:
+    return [drivers] if isinstance(drivers, ClusterDriver) else list(drivers)
+
+
+def drive_clusters(
+    run: PipelineRun,
+    drivers: Sequence[ClusterDriver],
+    changes: int,
+    faults: dict[int, Callable[[], None]],
+    pace_s: float = 0.0,
+) -> int:
+    """Change every cluster at once: ``drivers[0]`` here, with the faults and the
+    supervisor (as :func:`drive`), each other one in a thread of its own making ``changes``
+    changes at the same pace. Returns the faults made."""
+    errors: list[BaseException] = []
+
+    def other(driver: ClusterDriver) -> None:
+        try:
+            for _ in range(changes):
+                driver.step()
+                if pace_s:
+                    time.sleep(pace_s)  # the same pace as the first cluster, not a sync
+        except BaseException as exc:  # re-raised below, in the caller's thread
+            errors.append(exc)
+
+    threads = [
+        threading.Thread(target=other, args=(d,), name=f"drive-{d.cluster}", daemon=True)
+        for d in drivers[1:]
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        made = drive(run, drivers[0], changes, faults, pace_s)
+    finally:
+        for thread in threads:
+            thread.join()
+    if errors:
+        raise errors[0]
+    return made
 
 
 def drive(
@@ -303,16 +377,20 @@ def drive(
     return made
 
 
-def finish(run: PipelineRun, driver: ClusterDriver, report: Report) -> Report:
-    """Converge, then judge: subscriber states, duplicates, throttle, delta sequences."""
-    verdicts = run.converge(driver)
+def finish(
+    run: PipelineRun, drivers: ClusterDriver | Sequence[ClusterDriver], report: Report
+) -> Report:
+    """Converge, then judge: subscriber states, spurious changes, duplicates, throttle,
+    delta sequences. ``drivers``: one per cluster."""
+    verdicts = run.converge(drivers)
     verdict = Verdict()
     for subscription, found in verdicts.items():
         found.problems = [f"{subscription.path}: {p}" for p in found.problems]
         verdict = verdict.merge(found)
     verdict.problems += sequence_violations(run.delta_sequences())
+    run.dump(_as_list(drivers))
     report.verdict = verdict
-    report.changes = driver.changes
+    report.changes = sum(d.changes for d in _as_list(drivers))
     report.callbacks = len(run.sink.requests)
     report.crashes = list(run.crashes)
     return report

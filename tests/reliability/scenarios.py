@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from deltawatch_tools.callback_sink import Reply
+from deltawatch_tools.local_pipeline import wait_ready
 from deltawatch_tools.localkafka.broker import BrokerState, LocalKafkaBroker
 from deltawatch_tools.localkube.server import LocalKubeServer
 from tests.reliability.cluster_driver import ClusterDriver
-from tests.reliability.pipeline_run import PipelineRun, Report, drive, finish
+from tests.reliability.pipeline_run import PipelineRun, Report, drive, drive_clusters, finish
 
 WORKER_NAMES = ("watcher", "differ", "notifier")
 
@@ -202,3 +204,80 @@ def replica_loss(
         faults[at] = lose
     report.faults = drive(run, driver, changes, faults, pace_s=pace_s)
     return finish(run, driver, report)
+
+
+def _logged(at: int, what: str, fault: Callable[[], None]) -> Callable[[], None]:
+    """``fault``, printing what it does and when (the schedule of a seed, for the report)."""
+
+    def run() -> None:
+        print(f"[reliability] change {at}: {what}", flush=True)
+        fault()
+
+    return run
+
+
+CLUSTERS = ("east", "west")
+"""Watcher index 0 watches east, 1 west (``clusters_worker_env``)."""
+
+
+def clusters_worker_env(kubeconfigs: Sequence[Path]) -> dict[tuple[str, int], dict[str, str]]:
+    """Each watcher's own ``KUBECONFIG`` and ``DELTAWATCH_CLUSTER`` (CONTRACT §10)."""
+    return {
+        ("watcher", index): {"KUBECONFIG": str(path), "DELTAWATCH_CLUSTER": cluster}
+        for index, (cluster, path) in enumerate(zip(CLUSTERS, kubeconfigs, strict=True))
+    }
+
+
+CLUSTERS_REPLICAS = {"watcher": len(CLUSTERS), "differ": 1, "notifier": 1}
+CLUSTERS_PARTITIONS = "2"
+"""Few partitions: the clusters' instances (the same ids in both) share them."""
+
+
+def cluster_rounds(
+    run: PipelineRun,
+    drivers: Sequence[ClusterDriver],
+    rng: random.Random,
+    changes: int,
+    rounds: int,
+    pace_s: float = 0.02,
+) -> Report:
+    """Many clusters, one pipeline: every cluster (one driver each, the same instances and
+    object names in all) changes at once while the differ, a watcher (of a random cluster)
+    and the notifier are SIGKILLed in turn, from a random first, at random changes and
+    restarted some changes later; once, a watcher is SIGTERMed and restarted at once, so
+    its cluster lists again while the other keeps flowing. ``changes`` per cluster."""
+    report = Report("clusters", drivers[0].seed)
+    faults: dict[int, Callable[[], None]] = {}
+    moments = sorted(rng.sample(range(10, changes - 10), rounds * 2 + 1))
+    graceful_at = moments.pop(rng.randrange(len(moments)))
+    victims = ("differ", "watcher", "notifier")
+    first = rng.randrange(3)
+    for round_, (kill_at, restart_at) in enumerate(zip(moments[::2], moments[1::2], strict=True)):
+        name = victims[(first + round_) % 3]
+        index = rng.randrange(run.replicas[name])
+        label = f"{name}-{index}" + (f" ({CLUSTERS[index]})" if name == "watcher" else "")
+        kill = functools.partial(run.kill, name, index)
+        faults[kill_at] = _logged(kill_at, f"SIGKILL {label}", kill)
+        restart = functools.partial(_restart, run, name, index)
+        faults[restart_at] = _logged(restart_at, f"restart {label}", restart)
+    watcher = rng.randrange(run.replicas["watcher"])
+
+    def relist() -> None:
+        # the other watcher, should this one be down (killed) at the moment
+        index = watcher
+        if run.workers[("watcher", index)].process.poll() is not None:
+            index = (index + 1) % run.replicas["watcher"]
+        # SIGTERM a *running* watcher: one restarted a few changes ago may still be
+        # importing, before its handler is installed, and would die of the signal (-15)
+        wait_ready([run.workers[("watcher", index)]], timeout_s=60)
+        print(
+            f"[reliability] change {graceful_at}: SIGTERM + restart watcher-{index} "
+            f"({CLUSTERS[index]}): it lists again",
+            flush=True,
+        )
+        run.stop_gracefully("watcher", index)
+        run.start("watcher", index)
+
+    faults[graceful_at] = relist
+    report.faults = drive_clusters(run, drivers, changes, faults, pace_s=pace_s) - rounds
+    return finish(run, drivers, report)

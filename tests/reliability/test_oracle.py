@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tests.reliability.oracle import (
+    History,
     ObjectKey,
     Receipt,
     Verdict,
@@ -16,28 +17,32 @@ from tests.reliability.oracle import (
     delivered_in_order,
     reconstruct,
     sequence_violations,
+    spurious_changes,
     throttle_violations,
 )
 
 pytestmark = [pytest.mark.reliability]
 
 
-def cm(name: str, value: str, uid: str = "u1") -> dict[str, Any]:
+def cm(name: str, value: str, uid: str = "u1", rv: str = "") -> dict[str, Any]:
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": "ns", "uid": uid},
+        "metadata": {"name": name, "namespace": "ns", "uid": uid, "resourceVersion": rv or value},
         "data": {"v": value},
     }
 
 
-def entry(obj: dict[str, Any]) -> dict[str, Any]:
-    return {
+def entry(obj: dict[str, Any], cluster: str | None = "east") -> dict[str, Any]:
+    found = {
         "name": obj["metadata"]["name"],
         "namespace": obj["metadata"]["namespace"],
         "GVK": {"Group": "", "Version": "v1", "Kind": obj["kind"]},
         "status": obj,
     }
+    if cluster is not None:
+        found["cluster"] = cluster
+    return found
 
 
 def receipt(
@@ -47,22 +52,24 @@ def receipt(
     modified: tuple[dict[str, Any], ...] = (),
     deleted: tuple[dict[str, Any], ...] = (),
     answered: int = 200,
+    cluster: str | None = "east",
 ) -> Receipt:
+    """A callback whose entries name ``cluster`` (None: entries without ``"cluster"``)."""
     body = {
         "instance-id": "i",
         "subscription-name": "s",
         "metadata": {},
         "resource-changes": {
-            "created": [entry(o) for o in created],
-            "modified": [entry(o) for o in modified],
-            "deleted": [entry(o) for o in deleted],
+            "created": [entry(o, cluster) for o in created],
+            "modified": [entry(o, cluster) for o in modified],
+            "deleted": [entry(o, cluster) for o in deleted],
         },
     }
     return Receipt(webhook_id, at, json.dumps(body).encode(), answered)
 
 
-def key(name: str) -> ObjectKey:
-    return ("ConfigMap", "ns", name)
+def key(name: str, cluster: str = "east") -> ObjectKey:
+    return (cluster, "ConfigMap", "ns", name)
 
 
 RIGHT = [
@@ -178,10 +185,125 @@ def test_sequence_gaps_and_repeats_are_caught(
     assert [next(w for w in ("gap", "repeat") if w in p) for p in found] == expected
 
 
+# -- two clusters: the same namespace/name in each are two objects (CONTRACT §10) ----------
+# east and west both hold ConfigMaps "a" and "b" in namespace "ns" (other uids in west)
+EAST_A1, EAST_A2, EAST_B = cm("a", "1", "ea"), cm("a", "2", "ea"), cm("b", "1", "eb")
+WEST_A1, WEST_A3 = cm("a", "1", "wa", "11"), cm("a", "3", "wa", "13")
+WEST_B = cm("b", "1", "wb", "11")
+# east deleted its "b"; a pipeline mixing the clusters up tells west's "b" deleted too
+WEST_B_GONE = receipt("v2", 2.5, modified=(WEST_A3,), deleted=(WEST_B,), cluster="west")
+
+
+def _two_cluster_history() -> History:
+    history = History()
+    made = {"east": (EAST_A1, EAST_A2, EAST_B), "west": (WEST_A1, WEST_A3, WEST_B)}
+    for cluster, objects in made.items():
+        for obj in objects:
+            history.saw(key(obj["metadata"]["name"], cluster), obj)
+    history.saw_deleted(key("b", "east"), EAST_B)  # only east's b was deleted
+    return history
+
+
+TWO_TRUTH = {key("a"): EAST_A2, key("a", "west"): WEST_A3, key("b", "west"): WEST_B}
+TWO_RIGHT = [
+    receipt("w1", 0.0, created=(EAST_A1, EAST_B)),
+    receipt("v1", 0.5, created=(WEST_A1, WEST_B), cluster="west"),
+    receipt("w2", 2.0, modified=(EAST_A2,), deleted=(EAST_B,)),
+    receipt("v2", 2.5, modified=(WEST_A3,), cluster="west"),
+]
+
+
+def test_a_right_two_cluster_history_passes() -> None:
+    verdict = check_subscription(
+        TWO_RIGHT,
+        {},
+        TWO_TRUTH,
+        interval_s=0,
+        fields=["data", "metadata.uid"],
+        history=_two_cluster_history(),
+    )
+    assert verdict.problems == []
+
+
+@pytest.mark.parametrize(
+    ("history", "expected"),
+    [
+        # west's change of "a" told under east's name: east's a told wrong, west's a stale
+        (
+            [*TWO_RIGHT[:3], receipt("v2", 2.5, modified=(WEST_A3,), cluster="east")],
+            ["wrong: ('east'", "wrong: ('west'", "spurious: v2 told ('east'"],
+        ),
+        # east's deletion of "b" applied to west's "b" too (a relist of east "syncing" west)
+        (
+            [*TWO_RIGHT[:3], WEST_B_GONE],
+            ["lost: ('west', 'ConfigMap', 'ns', 'b')", "spurious: v2 told ('west'"],
+        ),
+        # ... and even when a later callback re-creates it, the state is right but the
+        # deletion was spurious
+        (
+            [
+                *TWO_RIGHT[:3],
+                WEST_B_GONE,
+                receipt("v3", 3.0, created=(WEST_B,), cluster="west"),
+            ],
+            ["spurious: v2 told ('west', 'ConfigMap', 'ns', 'b') deleted"],
+        ),
+        # the two clusters' objects merged into one (entries without a cluster)
+        (
+            [
+                receipt("w1", 0.0, created=(EAST_A1, EAST_B), cluster=None),
+                receipt("v1", 0.5, created=(WEST_A1, WEST_B), cluster=None),
+                receipt("w2", 2.0, modified=(EAST_A2,), deleted=(EAST_B,), cluster=None),
+                receipt("v2", 2.5, modified=(WEST_A3,), cluster=None),
+            ],
+            ["lost: ('east'", "lost: ('west'", "stale: ('', 'ConfigMap'", "spurious: w1"],
+        ),
+    ],
+)
+def test_two_clusters_mixed_up_are_caught(history: list[Receipt], expected: list[str]) -> None:
+    verdict = check_subscription(
+        history,
+        {},
+        TWO_TRUTH,
+        interval_s=0,
+        fields=["data", "metadata.uid"],
+        history=_two_cluster_history(),
+    )
+    for found in expected:
+        assert any(found in p for p in verdict.problems), (found, verdict.problems)
+
+
+def test_a_version_that_never_existed_is_spurious() -> None:
+    made_up = cm("a", "9", "ea")  # east's a, but data/resourceVersion it never had
+    found = spurious_changes([receipt("w9", 0.0, modified=(made_up,))], _two_cluster_history())
+    assert len(found) == 1
+    assert "never had" in found[0]
+    assert spurious_changes(TWO_RIGHT, _two_cluster_history()) == []
+
+
+def test_a_terminating_version_before_a_deletion_is_not_spurious() -> None:
+    # a Pod DELETE stores the object with deletionTimestamp first (its own resourceVersion,
+    # unseen by the deleter), then removes it; the watcher may report that as a modification
+    history = _two_cluster_history()
+    terminating = cm("b", "1", "eb", "5")
+    terminating["metadata"]["deletionTimestamp"] = "2026-12-07T02:02:10Z"
+    told = [receipt("w9", 0.0, modified=(terminating,))]
+    assert spurious_changes(told, history) == []
+    # ... but not for an object never deleted, nor one older than a version seen
+    alive = cm("a", "9", "ea", "9")
+    alive["metadata"]["deletionTimestamp"] = "2026-12-07T02:02:10Z"
+    assert spurious_changes([receipt("w9", 0.0, modified=(alive,))], history)
+    history.saw(key("b"), cm("b", "2", "eb", "7"))
+    assert spurious_changes(told, history)
+
+
 def test_the_report_counts_losses_apart_from_other_problems() -> None:
     from tests.reliability.pipeline_run import Report
 
     problems = ["rel0.s: lost: a", "rel0.s: stale: b", "rel0.s: wrong: c", "throttle: x then y"]
+    problems += ["rel0.s: spurious: w1 told d deleted"]
     report = Report("x", 1, verdict=Verdict(problems=[*problems, "sequence gap: i"]))
     assert report.losses == 3
+    assert report.spurious == 1
     assert Report("y", 1).losses == 0
+    assert Report("y", 1).spurious == 0
