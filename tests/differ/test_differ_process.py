@@ -79,6 +79,7 @@ def test_create_modify_delete_give_contract_cloud_events(
                 {
                     "name": "web-0",
                     "namespace": "ns",
+                    "cluster": "test-cluster",
                     "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
                     "status": pod("web-0", "inst-1"),
                 }

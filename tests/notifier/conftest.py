@@ -29,9 +29,11 @@ from tests.fixtures.kafka import committed_records
 
 
 def pod(name: str, phase: str = "Running", namespace: str = "ns") -> dict[str, Any]:
+    """A delta entry as the differ writes it, of a Pod in cluster ``east`` (CONTRACT §10)."""
     return {
         "name": name,
         "namespace": namespace,
+        "cluster": "east",
         "GVK": {"Group": "", "Version": "v1", "Kind": "Pod"},
         "status": {"kind": "Pod", "metadata": {"name": name}, "status": {"phase": phase}},
     }
