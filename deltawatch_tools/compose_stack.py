@@ -47,7 +47,16 @@ HOST_PORTS = {
     "notifier": ("DELTAWATCH_NOTIFIER_HOST_PORT", 9103),
     "callback-sink": ("DELTAWATCH_SINK_HOST_PORT", 8080),
     "kube-apiserver": ("DELTAWATCH_KUBE_HOST_PORT", 6443),
+    "kube-apiserver-west": ("DELTAWATCH_WEST_KUBE_HOST_PORT", 6444),
+    "watcher-west": ("DELTAWATCH_WEST_WATCHER_HOST_PORT", 9104),
 }
+# Those of them that only run with the `kube` profile (the in-stack clusters and west's watcher).
+KUBE_PROFILE_HOST_PORTS = frozenset({"kube-apiserver", "kube-apiserver-west", "watcher-west"})
+
+
+def host_port_services(kube: bool) -> list[str]:
+    """The services of :data:`HOST_PORTS` that a stack with (or without) the kube profile runs."""
+    return [service for service in HOST_PORTS if kube or service not in KUBE_PROFILE_HOST_PORTS]
 
 
 class ComposeError(RuntimeError):
@@ -152,6 +161,7 @@ class ComposeStack:
 
     project: str = "deltawatch"
     kube: bool = True
+    # Host port of each published service; those of the kube profile are only needed with it.
     host_ports: dict[str, int] = field(
         default_factory=lambda: {service: port for service, (_, port) in HOST_PORTS.items()}
     )
@@ -159,8 +169,8 @@ class ComposeStack:
 
     def env(self) -> dict[str, str]:
         env = {**os.environ, **self.extra_env}
-        for service, (variable, _) in HOST_PORTS.items():
-            env[variable] = str(self.host_ports[service])
+        for service in host_port_services(self.kube):
+            env[HOST_PORTS[service][0]] = str(self.host_ports[service])
         bundle = extra_ca_file()
         if bundle is not None:
             env["DELTAWATCH_EXTRA_CA_FILE"] = str(bundle)
@@ -202,6 +212,8 @@ class ComposeStack:
         return result.stdout + result.stderr
 
     def url(self, service: str, path: str = "") -> str:
+        if service not in host_port_services(self.kube):
+            raise ComposeError(f"{service} publishes no host port in this stack (kube={self.kube})")
         return f"http://127.0.0.1:{self.host_ports[service]}{path}"
 
     @property

@@ -28,9 +28,9 @@ from kubernetes.client import ApiClient
 from kubernetes.config import new_client_from_config
 
 from deltawatch_tools.compose_stack import (
-    HOST_PORTS,
     ComposeStack,
     bring_up,
+    host_port_services,
     prepare,
     standin_images,
 )
@@ -94,7 +94,7 @@ def compose_stack() -> Iterator[ComposeStack]:
     stack = ComposeStack(
         project=f"dwtest-{uuid.uuid4().hex[:8]}",
         kube=True,
-        host_ports={service: free_port() for service in HOST_PORTS},
+        host_ports={service: free_port() for service in host_port_services(kube=True)},
     )
     try:
         bring_up(stack, prepared=True)
@@ -109,17 +109,13 @@ def compose_stack() -> Iterator[ComposeStack]:
         stack.down()
 
 
-@pytest.fixture(scope="session")
-def stack_kubeconfig(compose_stack: ComposeStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig for the host: the stack's API server on its published port, its own CA."""
-    workdir = tmp_path_factory.mktemp("compose-kube")
+def _host_kubeconfig(stack: ComposeStack, apiserver: str, workdir: Path) -> Path:
+    """A kubeconfig for the host: ``apiserver`` on its published port, with its own CA."""
     ca_file = workdir / "apiserver.crt"
-    base = compose_stack.url("kube-apiserver").replace("http://127.0.0.1", "https://localhost")
+    base = stack.url(apiserver).replace("http://127.0.0.1", "https://localhost")
 
     def api_ready() -> bool:
-        compose_stack.run(
-            "cp", "kube-apiserver:/var/lib/kube/pki/apiserver.crt", str(ca_file), capture=True
-        )
+        stack.run("cp", f"{apiserver}:/var/lib/kube/pki/apiserver.crt", str(ca_file), capture=True)
         context = ssl.create_default_context(cafile=str(ca_file))
         request = urllib.request.Request(
             f"{base}/readyz", headers={"Authorization": f"Bearer {KUBE_TOKEN}"}
@@ -127,13 +123,13 @@ def stack_kubeconfig(compose_stack: ComposeStack, tmp_path_factory: pytest.TempP
         with urllib.request.urlopen(request, context=context, timeout=5) as reply:
             return bool(reply.status == 200)
 
-    await_condition("the stack's kube-apiserver /readyz", api_ready, 120, interval_s=1)
+    await_condition(f"the stack's {apiserver} /readyz", api_ready, 120, interval_s=1)
     config = {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [
             {
-                "name": "compose",
+                "name": apiserver,
                 "cluster": {
                     "server": base,
                     "certificate-authority-data": base64.b64encode(ca_file.read_bytes()).decode(),
@@ -141,18 +137,44 @@ def stack_kubeconfig(compose_stack: ComposeStack, tmp_path_factory: pytest.TempP
             }
         ],
         "users": [{"name": "admin", "user": {"token": KUBE_TOKEN}}],
-        "contexts": [{"name": "compose", "context": {"cluster": "compose", "user": "admin"}}],
-        "current-context": "compose",
+        "contexts": [{"name": apiserver, "context": {"cluster": apiserver, "user": "admin"}}],
+        "current-context": apiserver,
     }
     path = workdir / "kubeconfig"
     path.write_text(json.dumps(config))
     return path
 
 
-@pytest.fixture
-def stack_kube_api(stack_kubeconfig: Path) -> Iterator[ApiClient]:
-    api: ApiClient = new_client_from_config(config_file=str(stack_kubeconfig))
+def _api_client(kubeconfig: Path) -> Iterator[ApiClient]:
+    api: ApiClient = new_client_from_config(config_file=str(kubeconfig))
     try:
         yield api
     finally:
         api.close()
+
+
+@pytest.fixture(scope="session")
+def stack_kubeconfig(compose_stack: ComposeStack, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The first cluster's API server (``kube-apiserver``, cluster ``compose``) from the host."""
+    return _host_kubeconfig(
+        compose_stack, "kube-apiserver", tmp_path_factory.mktemp("compose-kube")
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_west_kubeconfig(
+    compose_stack: ComposeStack, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The second cluster's API server (``kube-apiserver-west``, cluster ``west``) from the host."""
+    workdir = tmp_path_factory.mktemp("compose-kube-west")
+    return _host_kubeconfig(compose_stack, "kube-apiserver-west", workdir)
+
+
+@pytest.fixture
+def stack_kube_api(stack_kubeconfig: Path) -> Iterator[ApiClient]:
+    yield from _api_client(stack_kubeconfig)
+
+
+@pytest.fixture
+def stack_west_kube_api(stack_west_kubeconfig: Path) -> Iterator[ApiClient]:
+    yield from _api_client(stack_west_kubeconfig)

@@ -24,7 +24,12 @@ from deltawatch.settings import (
     NotifierSettings,
     WatcherSettings,
 )
-from deltawatch_tools.compose_stack import HOST_PORTS, UPSTREAM_IMAGES
+from deltawatch_tools.compose_stack import (
+    HOST_PORTS,
+    KUBE_PROFILE_HOST_PORTS,
+    UPSTREAM_IMAGES,
+    host_port_services,
+)
 
 pytestmark = pytest.mark.compose
 
@@ -36,6 +41,12 @@ WORKER_SETTINGS: dict[str, type[CommonSettings]] = {
     "notifier": NotifierSettings,
 }
 INTERPOLATION = re.compile(r"\$\{([A-Z0-9_]+)(?::?-([^}]*))?\}")
+# The kube profile's two clusters (CONTRACT §10): watcher -> (its API server, its cluster name).
+WATCHED = {
+    "watcher": ("kube-apiserver", "compose"),
+    "watcher-west": ("kube-apiserver-west", "west"),
+}
+KUBE_PROFILE = {"etcd", "kube-apiserver", "etcd-west", "kube-apiserver-west", "watcher-west"}
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +73,33 @@ def _aliases(settings: type[CommonSettings]) -> set[str]:
     return names
 
 
+def _networks(service: dict[str, Any]) -> set[str]:
+    return set(service.get("networks") or ["default"])
+
+
+def _resolve(compose: dict[str, Any], client: str, name: str) -> set[str]:
+    """The services that ``name`` may reach from ``client``: service names and network aliases
+    on the networks they share (Docker's DNS answers with any of them)."""
+    services = compose["services"]
+    found = set()
+    for other, service in services.items():
+        for network in _networks(service) & _networks(services[client]):
+            networks = service.get("networks")
+            aliases = (
+                (networks[network] or {}).get("aliases", []) if isinstance(networks, dict) else []
+            )
+            if name == other or name in aliases:
+                found.add(other)
+    return found
+
+
+def _mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Mount target -> source (defaults interpolated) of a service's volumes."""
+    return {
+        parts[1]: parts[0] for parts in (_interpolated(v).split(":") for v in service["volumes"])
+    }
+
+
 def _dockerfile(service: dict[str, Any]) -> tuple[Path, Path]:
     build = service["build"]
     context = (COMPOSE_DIR / build["context"]).resolve()
@@ -82,11 +120,16 @@ def test_services_are_the_ones_the_contract_names(compose: dict[str, Any]) -> No
     services = compose["services"]
     assert {"kafka", "watcher", "differ", "notifier", "callback-sink"} <= set(services)
     assert services["kafka"]["image"] == "apache/kafka:4.1.1"
-    for name in ("etcd", "kube-apiserver"):
-        assert services[name]["profiles"] == ["kube"]
+    profiled = {name: s["profiles"] for name, s in services.items() if "profiles" in s}
+    assert profiled == {name: ["kube"] for name in KUBE_PROFILE}
+    for name in ("etcd", "kube-apiserver", "etcd-west", "kube-apiserver-west"):
         assert services[name]["image"].startswith("registry.k8s.io/")
-    unprofiled = [n for n, s in services.items() if n not in ("etcd", "kube-apiserver")]
-    assert all("profiles" not in services[n] for n in unprofiled)
+    # Without the kube profile nothing needs its services: no required dependency on them.
+    for name, service in services.items():
+        if name in KUBE_PROFILE:
+            continue
+        for dependency, condition in service.get("depends_on", {}).items():
+            assert dependency not in KUBE_PROFILE or condition.get("required") is False, name
     upstream = {s["image"] for s in services.values() if "build" not in s}
     assert upstream <= set(UPSTREAM_IMAGES)
 
@@ -128,6 +171,11 @@ def test_worker_images_run_their_console_script_on_their_contract_port(
         assert service["build"]["args"] == {"WORKER": worker, "HTTP_PORT": str(port)}
         published = service["ports"][0]
         assert _interpolated(published) == f"127.0.0.1:{port}:{port}"
+    # West's watcher is the watcher's build under an image name of its own, on its own host port.
+    west, watcher = compose["services"]["watcher-west"], compose["services"]["watcher"]
+    assert west["build"] == watcher["build"]
+    assert west["image"].split(":")[0] == "deltawatch/watcher-west"
+    assert _interpolated(west["ports"][0]) == "127.0.0.1:9104:9101"
     # The one worker Dockerfile runs deltawatch-$WORKER and serves on $HTTP_PORT.
     text = (ROOT / "services" / "Dockerfile").read_text()
     assert re.search(r"^ARG WORKER$", text, flags=re.M)
@@ -160,7 +208,7 @@ def test_the_sink_image_runs_the_one_callback_sink(compose: dict[str, Any]) -> N
 
 
 def test_worker_environment_variables_are_settings(compose: dict[str, Any]) -> None:
-    for worker, settings in WORKER_SETTINGS.items():
+    for worker, settings in {**WORKER_SETTINGS, "watcher-west": WatcherSettings}.items():
         known = _aliases(settings)
         for variable in compose["services"][worker]["environment"]:
             assert variable in known, f"{worker}: {variable} is not in {settings.__name__}"
@@ -184,27 +232,76 @@ def test_one_shot_runs_a_mounted_script_that_reads_its_variables(
     assert _interpolated(sink["ports"][0]).endswith(":8080")
 
 
-def test_kube_profile_serves_the_kubeconfig_the_watcher_mounts(compose: dict[str, Any]) -> None:
-    watcher = compose["services"]["watcher"]
-    assert watcher["environment"]["KUBECONFIG"] == "/etc/deltawatch/kube/config"
-    mount = next(v for v in watcher["volumes"] if v.endswith(":/etc/deltawatch/kube:ro"))
-    kube_dir = COMPOSE_DIR / _interpolated(mount).split(":")[0]
+@pytest.mark.parametrize("watcher", sorted(WATCHED))
+def test_each_watcher_reaches_its_own_clusters_api_server(
+    compose: dict[str, Any], watcher: str
+) -> None:
+    services = compose["services"]
+    service, (apiserver, cluster) = services[watcher], WATCHED[watcher]
+    assert service["environment"]["KUBECONFIG"] == "/etc/deltawatch/kube/config"
+    assert _interpolated(service["environment"]["DELTAWATCH_CLUSTER"]) == cluster
+    kube_dir = COMPOSE_DIR / _mounts(service)["/etc/deltawatch/kube"]
     kubeconfig = yaml.safe_load((kube_dir / "config").read_text())
-    cluster = kubeconfig["clusters"][0]["cluster"]
-    apiserver = compose["services"]["kube-apiserver"]
-    assert cluster["server"] == "https://kubernetes:6443"
-    assert "kubernetes" in apiserver["networks"]["default"]["aliases"]
-    assert "--secure-port=6443" in apiserver["command"]
-    cert_dir = next(a for a in apiserver["command"] if a.startswith("--cert-dir="))
-    assert cluster["certificate-authority"] == cert_dir.split("=", 1)[1] + "/apiserver.crt"
+    server = kubeconfig["clusters"][0]["cluster"]
+    assert server["server"] == "https://kubernetes:6443"
+    # "kubernetes" (a name its self-signed certificate covers) is its own API server and no other.
+    assert _resolve(compose, watcher, "kubernetes") == {apiserver}
+    assert _resolve(compose, watcher, "kafka") == {"kafka"}
+    command = services[apiserver]["command"]
+    assert "--secure-port=6443" in command
+    # It trusts its own API server's certificate: the volume of that server's --cert-dir.
+    cert_dir = next(a for a in command if a.startswith("--cert-dir=")).split("=", 1)[1]
+    assert server["certificate-authority"] == cert_dir + "/apiserver.crt"
+    pki = _mounts(services[apiserver])[cert_dir]
+    assert _mounts(service)[cert_dir] == pki
+    assert pki in compose["volumes"]
     token = kubeconfig["users"][0]["user"]["token"]
     assert (kube_dir / "tokens.csv").read_text().startswith(f"{token},")
+    assert _mounts(services[apiserver])["/etc/kubernetes/deltawatch"] == "./kube"
+    # The API server's etcd is its own cluster's, with its own data.
+    etcd_url = next(a for a in command if a.startswith("--etcd-servers="))
+    etcd = etcd_url.split("//", 1)[1].split(":")[0]
+    (etcd_service,) = _resolve(compose, apiserver, etcd)
+    assert etcd_service == apiserver.replace("kube-apiserver", "etcd")
 
 
-def test_host_port_variables_match_the_stack_driver(compose_text: str) -> None:
+def test_the_two_clusters_share_nothing_but_kafka(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    first, west = (
+        set(_mounts(services[a]).values()) for a in ("kube-apiserver", "kube-apiserver-west")
+    )
+    assert first & west == {"./kube"}  # the token file only, read-only
+    assert set(_mounts(services["etcd"]).values()).isdisjoint(
+        _mounts(services["etcd-west"]).values()
+    )
+    on_west = {name for name, s in services.items() if "west" in _networks(s)}
+    assert on_west == {"kafka", "etcd-west", "kube-apiserver-west", "watcher-west"}
+    # Only the first watcher takes a kubeconfig directory of yours; west's watches west.
+    assert (
+        "${DELTAWATCH_KUBECONFIG_DIR:-./kube}:/etc/deltawatch/kube:ro"
+        in services["watcher"]["volumes"]
+    )
+    assert "./kube:/etc/deltawatch/kube:ro" in services["watcher-west"]["volumes"]
+
+
+def test_host_port_variables_match_the_stack_driver(
+    compose: dict[str, Any], compose_text: str
+) -> None:
     defaults = {m.group(1): m.group(2) for m in INTERPOLATION.finditer(compose_text)}
     for _service, (variable, port) in HOST_PORTS.items():
         assert defaults.get(variable) == str(port), variable
+    # Every published port is one of the driver's, under that service's variable, on 127.0.0.1.
+    services = compose["services"]
+    publishing = {name for name, s in services.items() if "ports" in s}
+    assert publishing == set(HOST_PORTS)
+    for name in publishing:
+        (published,) = services[name]["ports"]
+        variable, port = HOST_PORTS[name]
+        assert published.startswith(f"127.0.0.1:${{{variable}:-{port}}}:"), name
+    # The driver knows which of them only run with the kube profile.
+    assert publishing & KUBE_PROFILE == KUBE_PROFILE_HOST_PORTS
+    assert set(host_port_services(kube=False)) == publishing - KUBE_PROFILE
+    assert set(host_port_services(kube=True)) == publishing
 
 
 def test_every_variable_of_the_file_is_documented(compose_text: str) -> None:

@@ -1,7 +1,8 @@
 """The compose stack end to end, the way a user runs it (CONTRACT §8, issue 14).
 
 Everything is real and in containers: Kafka, the three workers built from services/Dockerfile,
-etcd + kube-apiserver (``kube`` profile) and the callback sink. From the host the test only
+two clusters of etcd + kube-apiserver with a watcher each (``kube`` profile: ``compose`` and
+``west``, CONTRACT §10) and the callback sink. From the host the test only
 does what a user does: produce commands to the published Kafka port, change objects in the
 stack's API server, and read the sink's ``GET /received`` and the delta topic.
 """
@@ -107,12 +108,12 @@ def _received(stack: ComposeStack, path: str) -> list[dict[str, Any]]:
     return records
 
 
+def _entries(records: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [entry for record in records for entry in record["body"]["resource-changes"][kind] or []]
+
+
 def _names(records: list[dict[str, Any]], kind: str) -> set[str]:
-    return {
-        entry["name"]
-        for record in records
-        for entry in record["body"]["resource-changes"][kind] or []
-    }
+    return {entry["name"] for entry in _entries(records, kind)}
 
 
 def _config_map(namespace: str, name: str, instance: str, data: dict[str, str]) -> dict[str, Any]:
@@ -132,6 +133,14 @@ def namespace(stack_kube_api: ApiClient) -> Iterator[str]:
     ops.delete_namespace(stack_kube_api, name)
 
 
+@pytest.fixture
+def west_namespace(stack_west_kube_api: ApiClient, namespace: str) -> Iterator[str]:
+    """``namespace``, created in the west cluster too."""
+    ops.create_namespace(stack_west_kube_api, namespace)
+    yield namespace
+    ops.delete_namespace(stack_west_kube_api, namespace)
+
+
 def _ready(stack: ComposeStack, worker: str) -> bool:
     return httpx.get(stack.url(worker, "/readyz"), timeout=3).status_code == 200
 
@@ -142,14 +151,15 @@ def _ready(stack: ComposeStack, worker: str) -> bool:
 def test_stack_comes_up_healthy_with_the_sample_subscription(compose_stack: ComposeStack) -> None:
     listing = compose_stack.run("ps", "--all", "--format", "json", capture=True).stdout
     states = {c["Service"]: c for c in map(json.loads, listing.strip().splitlines())}
-    for service in ("kafka", "watcher", "differ", "notifier", "callback-sink"):
+    workers = ("watcher", "watcher-west", "differ", "notifier")
+    for service in ("kafka", *workers, "callback-sink"):
         assert states[service]["State"] == "running", states[service]
         assert states[service]["Health"] == "healthy", states[service]
-    for service in ("etcd", "kube-apiserver"):
+    for service in ("etcd", "kube-apiserver", "etcd-west", "kube-apiserver-west"):
         assert states[service]["State"] == "running", states[service]
     assert states["sample-subscription"]["State"] == "exited"
     assert states["sample-subscription"]["ExitCode"] == 0
-    for worker in ("watcher", "differ", "notifier"):
+    for worker in workers:
         await_condition(f"{worker} /readyz", lambda w=worker: _ready(compose_stack, w), 120)
     key = b"sample-instance/sample-subscription"
     state = _consume(compose_stack, SUBSCRIPTIONS, lambda m: m.key() == key, "sample", 60)
@@ -176,6 +186,7 @@ def test_cluster_change_reaches_the_sink_and_the_delta_topic(
     assert set(body["resource-changes"]) == {"created", "deleted", "modified"}
     created = body["resource-changes"]["created"][0]
     assert created["namespace"] == namespace
+    assert created["cluster"] == "compose"
     assert created["GVK"] == {"Group": "", "Version": "v1", "Kind": "ConfigMap"}
     assert created["status"]["data"] == {"mode": "blue"}
 
@@ -208,6 +219,65 @@ def test_cluster_change_reaches_the_sink_and_the_delta_topic(
     assert isinstance(data, dict)
     assert data["instance-id"] == instance
     assert set(data["resource-changes"]) == {"created", "deleted", "modified"}
+
+
+def test_two_clusters_one_pipeline_keep_the_same_name_apart(
+    compose_stack: ComposeStack,
+    stack_kube_api: ApiClient,
+    stack_west_kube_api: ApiClient,
+    west_namespace: str,
+) -> None:
+    # One instance whose ConfigMap has the same namespace and name in both in-stack clusters,
+    # each watched by its own watcher (CONTRACT §10): two entries, each naming its cluster.
+    instance, path = f"inst-{uuid.uuid4().hex[:8]}", f"/notify/{uuid.uuid4().hex[:8]}"
+    _subscribe(compose_stack, instance, path)
+    apis = {"compose": stack_kube_api, "west": stack_west_kube_api}
+    configs = {
+        cluster: _config_map(west_namespace, "twin", instance, {"made-in": cluster})
+        for cluster in apis
+    }
+    for cluster, api in apis.items():
+        ops.create(api, configs[cluster])
+
+    def created() -> dict[str, dict[str, Any]]:
+        entries = _entries(_received(compose_stack, path), "created")
+        return {e["cluster"]: e for e in entries if e["name"] == "twin"}
+
+    await_condition("a created entry from each cluster", lambda: set(created()) == set(apis), 90)
+    for cluster, entry in created().items():
+        assert entry["namespace"] == west_namespace
+        assert entry["status"]["data"] == {"made-in": cluster}, entry
+
+    # A change in one cluster is that cluster's alone: deleting west's twin deletes nothing else.
+    ops.delete(stack_west_kube_api, configs["west"])
+    await_condition(
+        "west's deleted entry",
+        lambda: "twin" in _names(_received(compose_stack, path), "deleted"),
+        60,
+    )
+    deleted = _entries(_received(compose_stack, path), "deleted")
+    assert [(e["cluster"], e["name"]) for e in deleted] == [("west", "twin")]
+
+    subject = instance.encode()
+    for cluster in apis:
+        source = f"/deltawatch/clusters/{cluster}"
+
+        def from_cluster(message: Any, source: str = source) -> bool:
+            headers = message.headers()
+            return bool(
+                message.key() == subject
+                and header_value(headers, "ce_type") == DELTA_TYPE
+                and header_value(headers, "ce_source") == source
+            )
+
+        message = _consume(compose_stack, DELTAS, from_cluster, f"delta from {cluster}", 30)
+        event = from_kafka(message.key(), message.value(), message.headers())
+        assert event.get_source() == source
+        data = event.get_data()
+        assert isinstance(data, dict)
+        assert data["cluster"] == cluster
+        twins = [e for e in data["resource-changes"]["created"] or [] if e["name"] == "twin"]
+        assert [e["cluster"] for e in twins] == [cluster], data
 
 
 def test_signed_subscriptions_work_with_the_default_secret_key(
