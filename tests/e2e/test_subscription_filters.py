@@ -8,7 +8,6 @@ have been told would already have arrived. No sleeps: every wait is on a callbac
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from deltawatch_tools.localkube import ops
 from deltawatch_tools.localkube.server import LocalKubeServer
 from services.notifier.cps.merge_patch import apply_merge_patch
 from tests.e2e.conftest import Pipeline, running_pipeline
+from tests.fixtures.kube import fresh_namespace
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.kube]
 
@@ -31,12 +31,8 @@ INSTANCE = "e2e-filters"
 
 @pytest.fixture
 def other_namespace(kube_api: ApiClient) -> Iterator[str]:
-    name = f"t-filters-other-{secrets.token_hex(3)}"
-    ops.create_namespace(kube_api, name, labels={"deltawatch.test/owner": "pytest"})
-    try:
+    with fresh_namespace(kube_api, "filters-other") as name:
         yield name
-    finally:
-        ops.delete_namespace(kube_api, name)
 
 
 @pytest.fixture

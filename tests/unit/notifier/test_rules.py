@@ -233,6 +233,20 @@ def next_turn(rules: NotifierRules, now: float) -> Turn:
     return turn
 
 
+def restored(settings: NotifierSettings, turns: Iterable[Turn]) -> NotifierRules:
+    """New rules restored from what ``turns`` committed (partition 0)."""
+    committed = list(turns)
+    fresh = make_rules(settings, owned=())
+    outbox = settings.changelog_topic("notifier", "outbox")
+    restore_partitions(
+        fresh,
+        [0],
+        table_of(committed, settings.subscriptions_topic),
+        table_of(committed, outbox),
+    )
+    return fresh
+
+
 def table_of(turns: Iterable[Turn], topic: str) -> dict[str, TableEntry]:
     """What a compacted topic holds after ``turns`` (latest value per key, tombstones gone)."""
     table: dict[str, TableEntry] = {}
@@ -617,13 +631,7 @@ def test_told_objects_survive_a_restart() -> None:
     rules.on_report(report(job, "delivered", at_s=T0 + 0.5, status=200), turns[1])
     rules.seal(turns[1])
 
-    fresh = make_rules(settings, owned=())
-    restore_partitions(
-        fresh,
-        [0],
-        table_of(turns, settings.subscriptions_topic),
-        table_of(turns, rules.outbox_topic),
-    )
+    fresh = restored(settings, turns)
     turn = Turn(now=T0 + 2)
     delta(fresh, turn, modified=[pod("a", "Running", "2")])
     fresh.take_due(turn)
@@ -1057,13 +1065,7 @@ def test_cps_lane_restores_with_its_view() -> None:
     rules.take_due(turns[1])
     rules.seal(turns[1])
 
-    fresh = make_rules(settings, owned=())
-    restore_partitions(
-        fresh,
-        [0],
-        table_of(turns, settings.subscriptions_topic),
-        table_of(turns, rules.outbox_topic),
-    )
+    fresh = restored(settings, turns)
     turn = Turn(now=T0 + 2)
     delta(fresh, turn, modified=[pod("a", "Running")])
     fresh.take_due(turn)
