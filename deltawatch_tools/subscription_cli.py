@@ -9,6 +9,7 @@ notifier last recorded, ``last-notify-time`` / ``last-notify-status`` included.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -31,15 +32,30 @@ Instance = Annotated[str, typer.Option("--instance", "-i", help="instance-id")]
 Name = Annotated[str, typer.Option("--name", "-n", help="subscription name")]
 
 
-def _subscription(
+def _gvk(text: str, option: str) -> dict[str, str]:
+    """``group/version/Kind`` (``version/Kind`` for the core group) → ``{group,version,kind}``."""
+    parts = text.split("/")
+    if len(parts) == 2:
+        parts = ["", *parts]
+    if len(parts) != 3:
+        raise CliError(f"{option} {text!r}: use group/version/Kind", exit_code=2)
+    return {"group": parts[0], "version": parts[1], "kind": parts[2]}
+
+
+def subscription_body(
     name: str,
     url: str,
     interval: int,
     metadata: str,
-    secret: str | None,
-    extra_types: list[str],
-    ignore_fields: list[str],
+    secret: str | None = None,
+    **lists: list[str] | None,
 ) -> dict[str, Any]:
+    """The command's ``subscription`` from the options; an option not given is left out.
+
+    ``lists`` holds the repeatable options by their parameter name (``extra_resource_type``,
+    ``ignore_field``, ``kind``, ``namespace``, ``exclude_namespace``) and ``change_types``
+    (comma-separated), so the notifier, not the CLI, judges every value.
+    """
     try:
         parsed_metadata = json.loads(metadata)
     except json.JSONDecodeError as exc:
@@ -52,39 +68,30 @@ def _subscription(
     }
     if secret:
         body["secret"] = secret
-    if extra_types:
-        kinds = []
-        for text in extra_types:
-            parts = text.split("/")
-            if len(parts) == 2:
-                parts = ["", *parts]
-            if len(parts) != 3:
-                raise CliError(
-                    f"--extra-resource-type {text!r}: use group/version/Kind", exit_code=2
-                )
-            kinds.append({"group": parts[0], "version": parts[1], "kind": parts[2]})
-        body["extra-resource-types"] = kinds
-    if ignore_fields:
-        body["ignore-fields"] = ignore_fields
+    for option, field in _LIST_FIELDS.items():
+        values = lists.get(option)
+        if values:
+            body[field] = _listed(option, values)
     return body
 
 
-def _upsert(
-    action: str,
-    instance: str,
-    name: str,
-    url: str,
-    interval: int,
-    metadata: str,
-    secret: str | None,
-    extra_types: list[str] | None,
-    ignore_fields: list[str] | None,
-    timeout: float,
-) -> None:
-    subscription = _subscription(
-        name, url, interval, metadata, secret, extra_types or [], ignore_fields or []
-    )
-    run_command({"action": action, "instance-id": instance, "subscription": subscription}, timeout)
+_LIST_FIELDS = {
+    "extra_resource_type": "extra-resource-types",
+    "ignore_field": "ignore-fields",
+    "change_types": "change-types",
+    "kind": "kinds",
+    "namespace": "namespaces",
+    "exclude_namespace": "exclude-namespaces",
+}
+
+
+def _listed(option: str, values: list[str]) -> list[Any]:
+    flag = "--" + option.replace("_", "-")
+    if option in ("extra_resource_type", "kind"):
+        return [_gvk(text, flag) for text in values]
+    if option == "change_types":
+        return [part.strip() for text in values for part in text.split(",") if part.strip()]
+    return values
 
 
 URL = Annotated[str, typer.Option("--url", help="callback-url (http or https)")]
@@ -98,60 +105,69 @@ ExtraTypes = Annotated[
     list[str] | None, typer.Option("--extra-resource-type", help="group/version/Kind")
 ]
 IgnoreFields = Annotated[list[str] | None, typer.Option("--ignore-field", help="dotted path")]
+ChangeTypes = Annotated[
+    list[str] | None,
+    typer.Option("--change-types", help="only these changes: created,modified,deleted"),
+]
+Kinds = Annotated[
+    list[str] | None, typer.Option("--kind", help="only this kind: group/version/Kind")
+]
+Namespaces = Annotated[list[str] | None, typer.Option("--namespace", help="only this namespace")]
+ExcludeNamespaces = Annotated[
+    list[str] | None, typer.Option("--exclude-namespace", help="never this namespace")
+]
+IncludePatch = Annotated[
+    bool, typer.Option("--include-patch", help="modified entries carry a merge patch")
+]
 
 
-@subscription_app.command()
-def create(
-    instance: Instance,
-    name: Name,
-    url: URL,
-    interval: Interval = 0,
-    metadata: Metadata = "{}",
-    secret: Secret = None,
-    extra_resource_type: ExtraTypes = None,
-    ignore_field: IgnoreFields = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_S,
-) -> None:
-    """Create a subscription; prints the result (exit 1 when rejected)."""
-    _upsert(
-        "create",
-        instance,
-        name,
-        url,
-        interval,
-        metadata,
-        secret,
-        extra_resource_type,
-        ignore_field,
-        timeout,
-    )
+def _upsert_verb(action: str, doc: str) -> Callable[..., None]:
+    """The ``create`` or ``update`` verb: the same options, one action each."""
+
+    def verb(
+        instance: Instance,
+        name: Name,
+        url: URL,
+        interval: Interval = 0,
+        metadata: Metadata = "{}",
+        secret: Secret = None,
+        extra_resource_type: ExtraTypes = None,
+        ignore_field: IgnoreFields = None,
+        change_types: ChangeTypes = None,
+        kind: Kinds = None,
+        namespace: Namespaces = None,
+        exclude_namespace: ExcludeNamespaces = None,
+        include_patch: IncludePatch = False,
+        timeout: Timeout = DEFAULT_TIMEOUT_S,
+    ) -> None:
+        subscription = subscription_body(
+            name,
+            url,
+            interval,
+            metadata,
+            secret,
+            extra_resource_type=extra_resource_type,
+            ignore_field=ignore_field,
+            change_types=change_types,
+            kind=kind,
+            namespace=namespace,
+            exclude_namespace=exclude_namespace,
+        )
+        if include_patch:
+            subscription["include-patch"] = True
+        command = {"action": action, "instance-id": instance, "subscription": subscription}
+        run_command(command, timeout)
+
+    verb.__doc__ = doc
+    return verb
 
 
-@subscription_app.command()
-def update(
-    instance: Instance,
-    name: Name,
-    url: URL,
-    interval: Interval = 0,
-    metadata: Metadata = "{}",
-    secret: Secret = None,
-    extra_resource_type: ExtraTypes = None,
-    ignore_field: IgnoreFields = None,
-    timeout: Timeout = DEFAULT_TIMEOUT_S,
-) -> None:
-    """Replace a subscription's settings (as the seed's Update does)."""
-    _upsert(
-        "update",
-        instance,
-        name,
-        url,
-        interval,
-        metadata,
-        secret,
-        extra_resource_type,
-        ignore_field,
-        timeout,
-    )
+subscription_app.command("create")(
+    _upsert_verb("create", "Create a subscription; prints the result (exit 1 when rejected).")
+)
+subscription_app.command("update")(
+    _upsert_verb("update", "Replace a subscription's settings (as the seed's Update does).")
+)
 
 
 @subscription_app.command()

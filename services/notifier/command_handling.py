@@ -204,6 +204,7 @@ def _handle_upsert(
             existing.created_at_ms if existing else int(context.sent_at.timestamp() * 1000)
         ),
         signed=request.secret is not None,
+        **request.filters(),
     )
     table.put(state)
     kind: Literal["created", "updated"] = "updated" if existing else "created"

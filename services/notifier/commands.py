@@ -34,6 +34,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from services.notifier.delivery.webhook_signing import InvalidSecretError, secret_key
+from services.notifier.filter_fields import ResourceType, SubscriptionFilters
 
 MAX_NAME_LENGTH = 253
 MAX_METADATA_BYTES = 64 * 1024
@@ -51,6 +52,10 @@ ErrorCode = Literal[
     "metadata-too-large",
     "forbidden-network",
     "invalid-secret",
+    "unknown-change-type",
+    "invalid-kind",
+    "invalid-namespace",
+    "empty-filter",
     "already-exists",
     "not-found",
 ]
@@ -156,17 +161,7 @@ def _check_field_path(value: str) -> str:
     return value
 
 
-class ResourceType(BaseModel):
-    """A kind watched for the instance beyond the defaults: ``{"group","version","kind"}``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    group: StrictStr = ""
-    version: StrictStr = Field(min_length=1)
-    kind: StrictStr = Field(min_length=1)
-
-
-class SubscriptionRequest(BaseModel):
+class SubscriptionRequest(SubscriptionFilters):
     """The seed's SubscriptionRequest plus the optional fields of CONTRACT §4."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -281,6 +276,8 @@ class Rejection:
     subscription_name: str | None = None
 
 
+_WHOLE_FIELD_CODES = {"kinds": "invalid-kind"}
+"""Fields whose every problem, a missing or unknown member included, has their own code."""
 _FIELD_CODES = {
     "min-notify-interval": "invalid-interval",
     "callback-url": "invalid-url",
@@ -342,6 +339,9 @@ def describe(exc: ValidationError) -> tuple[str, str]:
     error_type = str(first["type"])
     if error_type in ERROR_CODES:
         return error_type, message
+    for part in location:
+        if part in _WHOLE_FIELD_CODES:
+            return _WHOLE_FIELD_CODES[part], message
     if error_type == "missing" or error_type == "extra_forbidden":
         return "invalid-field", message
     for part in reversed(location):

@@ -59,7 +59,9 @@ def _restore_subscription(rules: NotifierRules, key: str, partition: int, value:
         log.error("unreadable subscription state skipped", key=key, error=str(exc))
         return
     rules.table.put(subscription)
-    rules.subscribers[key] = Subscriber(partition)
+    subscriber = Subscriber(partition)
+    subscriber.filter_for(subscription)
+    rules.subscribers[key] = subscriber
     rules.queue.configure(key, subscription.min_notify_interval)
 
 
@@ -87,6 +89,8 @@ def _restore_outbox(
                 for path, seen in record.ignore_fields_seen.items()
             },
         )
+    if subscriber.told is not None:
+        subscriber.told.objects = dict(record.told_objects)
     flight = record.in_flight
     rules.queue.restore(key, state.min_notify_interval, record.lane, flight is not None)
     if flight is None:

@@ -3,8 +3,8 @@
 Every decision the notifier makes lives here, in one class with no I/O: no Kafka, no HTTP, no
 DNS, no clock (the turn carries the time). The loop (:mod:`services.notifier.worker`) decodes
 what it consumed, calls these methods, and writes the :class:`Turn` they fill in one
-transaction; so each rule (throttle, coalescing, baseline, ignore-fields, retry and
-dead-letter, CPS lanes) is unit-tested by feeding inputs and reading the turn.
+transaction; so each rule (throttle, coalescing, baseline, ignore-fields, filters and patches,
+retry and dead-letter, CPS lanes) is unit-tested by feeding inputs and reading the turn.
 
 State, in the shape of Kafka Streams' task state: the command table (subscription states), one
 :class:`Subscriber` record per callback subscription, the coalescing queue (pending changes and
@@ -134,11 +134,12 @@ class NotifierRules:
             key = state.key
             subscriber = self.subscribers.get(key)
             own = delta.changes
-            if subscriber is not None and subscriber.ignore_filter is not None:
-                own = subscriber.ignore_filter.apply(delta.changes)
-                turn.dirty_outbox.add(key)  # the filter's memory moved on
+            if subscriber is not None:
+                own = subscriber.select(delta.changes)
+                if subscriber.remembers:
+                    turn.dirty_outbox.add(key)  # a filter's memory moved on
                 if not own:
-                    continue  # only ignored fields changed
+                    continue  # filtered out, or only ignored fields changed
             metrics.COALESCED.inc(self.queue.add(key, own, delta.observed_at))
             turn.dirty_outbox.add(key)
             told += 1
@@ -173,9 +174,14 @@ class NotifierRules:
     def _form(self, outgoing: Outgoing, turn: Turn) -> None:
         key = outgoing.target
         state = self.table.subscriptions[key]
-        flight = form_notification(state, outgoing.changes, outgoing.number, outgoing.observed_at)
-        self.subscribers[key].in_flight = flight
+        subscriber = self.subscribers[key]
+        told = subscriber.tell(outgoing.changes)
         turn.dirty_outbox.add(key)
+        if not told:
+            self.queue.finished(key)  # nothing it wants is left of the net change
+            return
+        flight = form_notification(state, told, outgoing.number, outgoing.observed_at)
+        subscriber.in_flight = flight
         turn.jobs.append(
             DeliveryJob(
                 key, flight.webhook_id, flight.body.encode(), observed_at=flight.observed_at

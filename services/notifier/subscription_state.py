@@ -9,8 +9,9 @@
 * Internal, on ``deltawatch.notifier-outbox-changelog`` (same key, same partition):
   :class:`OutboxRecord`, what delivery needs to survive a crash — the pending net change and
   throttle window of the subscription's lane, the notification in flight (its webhook-id,
-  frozen body and attempts so far) and the signing secret sealed with
-  ``DELTAWATCH_SECRET_KEY`` (:mod:`services.notifier.delivery.secret_box`).
+  frozen body and attempts so far), the signing secret sealed with
+  ``DELTAWATCH_SECRET_KEY`` (:mod:`services.notifier.delivery.secret_box`), and the memory of
+  the filters that need one (``ignore-fields`` fingerprints, ``include-patch`` told objects).
 
 * Internal, same changelog, key ``cps/<dataspace>/<anchor>`` on the anchor's deltas partition:
   :class:`CpsLaneRecord`, a CPS lane's pending change, window and told objects
@@ -26,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.notifier.commands import ResourceType
+from services.notifier.filter_fields import ResourceType, SubscriptionFilters
 
 
 def subscription_key(instance_id: str, name: str) -> str:
@@ -41,7 +42,7 @@ def split_key(key: str) -> tuple[str, str] | None:
     return instance_id, name
 
 
-class SubscriptionState(BaseModel):
+class SubscriptionState(SubscriptionFilters):
     model_config = ConfigDict(populate_by_name=True, extra="ignore")
 
     name: str
@@ -100,6 +101,12 @@ class OutboxRecord(BaseModel):
         default_factory=dict,
         alias="ignore-fields-seen",
         description="Resource key → fingerprint, only for subscriptions with ignore-fields.",
+    )
+    told_objects: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        alias="told-objects",
+        description="Resource key → the object last told, only for subscriptions with "
+        "include-patch.",
     )
 
     def to_bytes(self) -> bytes:

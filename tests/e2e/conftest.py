@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,30 @@ def callback_sink() -> Iterator[CallbackSink]:
         yield sink
 
 
+@contextmanager
+def running_pipeline(
+    topic_env: dict[str, str], kube_server: LocalKubeServer, namespaces: list[str], logs: Path
+) -> Iterator[Pipeline]:
+    """The three workers watching ``namespaces`` (the first is the pipeline's), until exit."""
+    env = {
+        **topic_env,
+        "KUBECONFIG": str(kube_server.kubeconfig),
+        "DELTAWATCH_NAMESPACES": ",".join(namespaces),
+        "DELTAWATCH_HEARTBEAT_S": "2",
+    }
+    workers = {name: start_worker(name, env, log_path=logs / f"{name}.log") for name in WORKERS}
+    try:
+        wait_ready(list(workers.values()), timeout_s=120)
+        yield Pipeline(env, workers, CommonSettings(**env), namespaces[0], logs)
+    finally:
+        stop_workers(list(workers.values()))
+        for name in WORKERS:
+            log = logs / f"{name}.log"
+            if log.exists():
+                print(f"----- {name} log (tail) -----")
+                print(log.read_text(errors="replace")[-4000:])
+
+
 @pytest.fixture
 def pipeline(
     topic_env: dict[str, str],
@@ -42,20 +67,5 @@ def pipeline(
     kube_namespace: str,
     tmp_path: Path,
 ) -> Iterator[Pipeline]:
-    env = {
-        **topic_env,
-        "KUBECONFIG": str(kube_server.kubeconfig),
-        "DELTAWATCH_NAMESPACES": kube_namespace,
-        "DELTAWATCH_HEARTBEAT_S": "2",
-    }
-    workers = {name: start_worker(name, env, log_path=tmp_path / f"{name}.log") for name in WORKERS}
-    try:
-        wait_ready(list(workers.values()), timeout_s=120)
-        yield Pipeline(env, workers, CommonSettings(**env), kube_namespace, tmp_path)
-    finally:
-        stop_workers(list(workers.values()))
-        for name in WORKERS:
-            log = tmp_path / f"{name}.log"
-            if log.exists():
-                print(f"----- {name} log (tail) -----")
-                print(log.read_text(errors="replace")[-4000:])
+    with running_pipeline(topic_env, kube_server, [kube_namespace], tmp_path) as started:
+        yield started

@@ -61,7 +61,9 @@ Differences from the original API:
 - Every error body is JSON: {"error": {"code", "message"}} (plus "command-id" when a command
   was produced), where the original answered text/plain.
 - The body may carry the optional fields of deltawatch's commands (extra-resource-types,
-  secret, ignore-fields); unknown fields are rejected (400 invalid-field), not ignored.
+  secret, ignore-fields, and the filters change-types, kinds, namespaces,
+  exclude-namespaces, include-patch); unknown fields are rejected (400 invalid-field), not
+  ignored.
 - The body's name on PUT must equal the path's subID (it may be omitted).
 - StatusSubscription carries "instance-id" and deltawatch's extra fields; never the secret.
 """

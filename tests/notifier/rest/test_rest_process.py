@@ -204,6 +204,26 @@ def test_optional_fields_are_kept_and_the_secret_never_shown(
         ]
 
 
+def test_filters_are_kept_and_a_bad_one_is_refused_with_its_code(
+    api: httpx.Client, instance: str
+) -> None:
+    path = subscriptions_path(instance)
+    filters = {
+        "change-types": ["created", "deleted"],
+        "kinds": [{"group": "", "version": "v1", "kind": "Pod"}],
+        "namespaces": ["prod"],
+        "exclude-namespaces": ["kube-system"],
+        "include-patch": True,
+    }
+    created = api.post(path, json=sample_body("filtered", **filters))
+    assert created.status_code == 201, created.text
+    shown = api.get(f"{path}/filtered").json()
+    assert {name: shown[name] for name in filters} == filters
+    refused = api.post(path, json=sample_body("typo", **{"change-types": ["updated"]}))
+    assert refused.status_code == 400
+    assert error_of(refused)["code"] == "unknown-change-type"
+
+
 def test_create_via_rest_is_seen_on_the_results_and_subscriptions_topics(
     api: httpx.Client, instance: str, module_settings: CommonSettings
 ) -> None:

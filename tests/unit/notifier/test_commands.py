@@ -73,6 +73,22 @@ REJECTIONS = [
         "c-1",
     ),
     ("unknown field", create(callback_url="x"), "invalid-field", "c-1"),
+    ("unknown change type", create(**{"change-types": ["updated"]}), "unknown-change-type", "c-1"),
+    ("change type not a string", create(**{"change-types": [1]}), "invalid-field", "c-1"),
+    ("no change types", create(**{"change-types": []}), "empty-filter", "c-1"),
+    ("kind without version", create(kinds=[{"kind": "Pod"}]), "invalid-kind", "c-1"),
+    ("kind with a typo", create(kinds=[{"version": "v1", "knd": "Pod"}]), "invalid-kind", "c-1"),
+    ("kind not an object", create(kinds=["Pod"]), "invalid-kind", "c-1"),
+    ("no kinds", create(kinds=[]), "empty-filter", "c-1"),
+    ("no namespaces", create(namespaces=[]), "empty-filter", "c-1"),
+    ("namespace not a name", create(namespaces=["Prod ns"]), "invalid-namespace", "c-1"),
+    (
+        "namespace excluded and included",
+        create(namespaces=["a", "b"], **{"exclude-namespaces": ["b"]}),
+        "invalid-namespace",
+        "c-1",
+    ),
+    ("include-patch not a bool", create(**{"include-patch": "yes"}), "invalid-field", "c-1"),
     (
         "delete without name",
         {"command-id": "c-1", "action": "delete", "instance-id": "i"},
@@ -164,6 +180,22 @@ def test_create_then_get_state_record() -> None:
     }
     assert applied.change.kind == "created"
     assert table.of_instance("inst-1")[0].name == "sub-1"
+
+
+def test_the_filters_are_kept_in_the_state_and_absent_ones_not_shown() -> None:
+    filters = {
+        "change-types": ["created", "deleted"],
+        "kinds": [{"group": "apps", "version": "v1", "kind": "Deployment"}],
+        "namespaces": ["prod"],
+        "exclude-namespaces": ["kube-system"],
+        "include-patch": True,
+    }
+    table = SubscriptionTable()
+    [(_, value)] = apply(table, create(**filters)).writes
+    state = json.loads(value)
+    assert {name: state[name] for name in filters} == filters
+    [(_, plain)] = apply(SubscriptionTable(), create()).writes
+    assert not set(filters) & set(json.loads(plain))
 
 
 def test_create_of_existing_is_rejected_and_changes_nothing() -> None:

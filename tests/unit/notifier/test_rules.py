@@ -233,6 +233,20 @@ def next_turn(rules: NotifierRules, now: float) -> Turn:
     return turn
 
 
+def restored(settings: NotifierSettings, turns: Iterable[Turn]) -> NotifierRules:
+    """New rules restored from what ``turns`` committed (partition 0)."""
+    committed = list(turns)
+    fresh = make_rules(settings, owned=())
+    outbox = settings.changelog_topic("notifier", "outbox")
+    restore_partitions(
+        fresh,
+        [0],
+        table_of(committed, settings.subscriptions_topic),
+        table_of(committed, outbox),
+    )
+    return fresh
+
+
 def table_of(turns: Iterable[Turn], topic: str) -> dict[str, TableEntry]:
     """What a compacted topic holds after ``turns`` (latest value per key, tombstones gone)."""
     table: dict[str, TableEntry] = {}
@@ -509,6 +523,120 @@ def test_a_change_to_ignored_fields_only_is_not_told() -> None:
         "deleted": [],
         "modified": [pod("a", "Failed", "3")],
     }
+
+
+# --- 5b. filters and patches ----------------------------------------------------------------
+
+
+def in_namespace(name: str, namespace: str, phase: str = "Running") -> dict[str, Any]:
+    return {**pod(name, phase), "namespace": namespace}
+
+
+def update(rules: NotifierRules, turn: Turn, interval: int = 0, **extra: Any) -> None:
+    subscription = {"name": "sub-1", "callback-url": "http://10.0.0.5:8080/notify", **extra}
+    subscription["min-notify-interval"] = interval
+    send_command(
+        rules,
+        turn,
+        {
+            "command-id": "c-update",
+            "action": "update",
+            "instance-id": "inst-1",
+            "subscription": subscription,
+        },
+    )
+
+
+def test_a_filtered_out_change_opens_no_window_and_sends_nothing() -> None:
+    rules = subscribed(interval=10, **{"change-types": ["created"]})
+    turn = Turn(now=T0 + 1)
+    delta(rules, turn, modified=[pod("a", "Failed")], deleted=[pod("b")])
+    rules.take_due(turn)
+    rules.seal(turn)
+    assert turn.jobs == []
+    # Had the modification gone out, this create would wait for its window to end.
+    turn = Turn(now=T0 + 2)
+    delta(rules, turn, created=[pod("c")], modified=[pod("a", "Pending")])
+    rules.take_due(turn)
+    assert changes(only_job(turn)) == {"created": [pod("c")], "deleted": [], "modified": []}
+
+
+def test_kinds_and_namespaces_select_what_is_told() -> None:
+    deployment = {**pod("d"), "GVK": {"Group": "apps", "Version": "v1", "Kind": "Deployment"}}
+    rules = subscribed(
+        kinds=[{"group": "", "version": "v1", "kind": "Pod"}], namespaces=["ns", "prod"]
+    )
+    job = first_job(rules, created=[pod("a"), deployment, in_namespace("b", "dev")])
+    assert changes(job)["created"] == [pod("a")]
+
+
+def test_a_recreation_is_no_change_for_a_subscriber_without_modified() -> None:
+    rules = subscribed(interval=10, **{"change-types": ["created", "deleted"]})
+    job = first_job(rules, created=[pod("x")])
+    turn = Turn(now=T0 + 2)
+    rules.on_report(report(job, "delivered", at_s=T0 + 1.5, status=200), turn)
+    delta(rules, turn, deleted=[pod("a")])
+    delta(rules, turn, created=[pod("a", "Pending")])  # coalesces into a modification
+    rules.seal(turn)
+    turn = next_turn(rules, T0 + 12)
+    assert turn.jobs == []  # the net change held nothing it wants: no empty callback
+    turn = Turn(now=T0 + 13)
+    delta(rules, turn, deleted=[pod("x")])
+    rules.take_due(turn)
+    assert changes(only_job(turn))["deleted"] == [pod("x")]  # and the lane is free
+
+
+def test_an_updated_filter_applies_from_then_on() -> None:
+    rules = subscribed(namespaces=["ns"])
+    turn = Turn(now=T0 + 1)
+    delta(rules, turn, created=[in_namespace("b", "dev")])
+    update(rules, turn)  # no namespaces any more
+    rules.take_due(turn)
+    assert turn.jobs == []
+    turn = Turn(now=T0 + 2)
+    delta(rules, turn, modified=[in_namespace("b", "dev", "Failed")])
+    rules.take_due(turn)
+    # Never told of b's creation, it is told of b's modification (the baseline rule).
+    assert changes(only_job(turn))["modified"] == [in_namespace("b", "dev", "Failed")]
+
+
+def test_include_patch_tells_the_net_patch_of_a_throttle_window() -> None:
+    rules = subscribed(interval=10, **{"include-patch": True})
+    job = first_job(rules, created=[pod("a", "Running", "1")])
+    turn = Turn(now=T0 + 2)
+    rules.on_report(report(job, "delivered", at_s=T0 + 1.5, status=200), turn)
+    delta(rules, turn, modified=[pod("a", "Pending", "2")])
+    delta(rules, turn, modified=[pod("a", "Failed", "3")])
+    rules.take_due(turn)
+    rules.seal(turn)
+    assert turn.jobs == []
+    turn = next_turn(rules, T0 + 12)
+    [told] = changes(only_job(turn))["modified"]
+    assert told == {
+        **pod("a", "Failed", "3"),
+        "patch": {"metadata": {"resourceVersion": "3"}, "status": {"phase": "Failed"}},
+    }
+
+
+def test_told_objects_survive_a_restart() -> None:
+    settings = make_settings()
+    rules = make_rules(settings)
+    turns = [Turn(now=T0)]
+    create(rules, turns[0], **{"include-patch": True})
+    delta(rules, turns[0], created=[pod("a", "Running", "1")])
+    rules.take_due(turns[0])
+    rules.seal(turns[0])
+    job = only_job(turns[0])
+    turns.append(Turn(now=T0 + 1))
+    rules.on_report(report(job, "delivered", at_s=T0 + 0.5, status=200), turns[1])
+    rules.seal(turns[1])
+
+    fresh = restored(settings, turns)
+    turn = Turn(now=T0 + 2)
+    delta(fresh, turn, modified=[pod("a", "Running", "2")])
+    fresh.take_due(turn)
+    [told] = changes(only_job(turn))["modified"]
+    assert told["patch"] == {"metadata": {"resourceVersion": "2"}}  # not the whole object
 
 
 # --- 6. delivery reports ------------------------------------------------------------------
@@ -936,13 +1064,7 @@ def test_cps_lane_restores_with_its_view() -> None:
     rules.take_due(turns[1])
     rules.seal(turns[1])
 
-    fresh = make_rules(settings, owned=())
-    restore_partitions(
-        fresh,
-        [0],
-        table_of(turns, settings.subscriptions_topic),
-        table_of(turns, rules.outbox_topic),
-    )
+    fresh = restored(settings, turns)
     turn = Turn(now=T0 + 2)
     delta(fresh, turn, modified=[pod("a", "Running")])
     fresh.take_due(turn)
