@@ -17,6 +17,7 @@ API server outage itself (``OUTAGE_S``).
 from __future__ import annotations
 
 import base64
+import itertools
 import json
 import os
 import signal
@@ -115,8 +116,9 @@ class Cluster:
             page = ops.list_objects(
                 self.api, "v1", kind, NAMESPACE, label_selector=f"{INSTANCE_LABEL}={instance}"
             )
-            for item in page["items"]:
-                found[(self.name, kind, NAMESPACE, item["metadata"]["name"])] = item
+            for item in page["items"]:  # a list's items carry no apiVersion and kind
+                obj = {"apiVersion": "v1", "kind": kind, **item}
+                found[(self.name, kind, NAMESPACE, item["metadata"]["name"])] = obj
         return found
 
 
@@ -588,7 +590,7 @@ def test_interleaved_initial_lists_lose_nothing_of_either_cluster(
 
     records = _list_records(pipeline.settings)
     clusters_in_order = [cluster for _offset, cluster, _type in records]
-    switches = sum(1 for a, b in zip(clusters_in_order, clusters_in_order[1:]) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(clusters_in_order) if a != b)
     print(f"initial lists on the one partition: {len(records)} records, {switches} switches")
 
     # Afterwards, a change in east reaches east's subscriber (and only as east's).
@@ -623,7 +625,7 @@ def expected_xpath(cluster: str, kind: str, name: str) -> str:
 def test_cps_xpaths_lead_with_the_cluster(two_clusters: TwoClusters) -> None:
     pipeline, inst = two_clusters, "cps-inst"
     configs = {
-        c.name: c.create(configmap(c.name, inst, "web-config", v="1"))
+        c.name: c.create(configmap(c.name, inst, "cps-config", v="1"))
         for c in (pipeline.east, pipeline.west)
     }
     wait_state(pipeline, inst, pipeline.truth(inst))
@@ -642,7 +644,7 @@ def test_cps_xpaths_lead_with_the_cluster(two_clusters: TwoClusters) -> None:
             for record in of_anchor(records, inst)
             for change in record.data["data"]
             if change["action"] == "UPDATE"
-            and change["xpath"] == expected_xpath(cluster, "ConfigMap", "web-config")
+            and change["xpath"] == expected_xpath(cluster, "ConfigMap", "cps-config")
         ]
 
     records = wait_cps(
@@ -798,10 +800,12 @@ def test_west_api_server_down_while_east_flows_then_caught_up(
 
     baseline = east_change("baseline")
 
-    # Stop west's kube-apiserver (etcd stays): west's watcher loses its server.
+    # Stop west's kube-apiserver (etcd stays): west's watcher loses its server. SIGKILL, as a
+    # crash or a lost machine: on SIGTERM kube-apiserver drains open watches for tens of
+    # seconds, still answering, which is not an outage.
     apiserver_pid = west.server.status().apiserver_pid
     assert apiserver_pid is not None
-    os.kill(apiserver_pid, signal.SIGTERM)
+    os.kill(apiserver_pid, signal.SIGKILL)
     ops.wait_until(lambda: not west.server.status().running, timeout=30, what="west down")
     down_at = time.monotonic()
     # Changes in west's store while its API server is down (what a watcher cannot see).
@@ -816,7 +820,8 @@ def test_west_api_server_down_while_east_flows_then_caught_up(
         delays.append(east_change(f"during-{len(delays)}"))
         time.sleep(1.0)  # pace east's changes over the outage; not a synchronisation
     print(
-        f"east end to end: baseline {baseline:.2f}s, while west down {[round(d, 2) for d in delays]}"
+        f"east end to end: baseline {baseline:.2f}s, "
+        f"while west down {[round(d, 2) for d in delays]}"
     )
     assert len(delays) >= 5
     assert max(delays) < MAX_DELAY_S, delays
