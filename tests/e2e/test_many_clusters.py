@@ -54,7 +54,8 @@ OUTAGE_S = 25.0  # the issue asks for a minute; CI time is precious (see the rep
 MAX_DELAY_S = 5.0  # east's changes while west is down: end to end in under this
 # Objects present before the watchers start (test_interleaved_initial_lists).
 PRELISTED_INSTANCES = ("pre-0", "pre-1", "pre-2")
-PRELISTED_CONFIGMAPS = 6
+PRELISTED_CONFIGMAPS = 30
+PADDING = "x" * 800  # big enough lists for the producers to send them in several batches
 
 Obj = dict[str, Any]
 EntryKey = tuple[str, str, str, str]  # cluster, kind, namespace, name
@@ -214,7 +215,9 @@ def two_clusters(
             for cluster in clusters.values():
                 for i in range(PRELISTED_CONFIGMAPS):
                     cluster.create(
-                        configmap(cluster.name, instance, f"{instance}-cm-{i}", n=str(i))
+                        configmap(
+                            cluster.name, instance, f"{instance}-cm-{i}", n=str(i), pad=PADDING
+                        )
                     )
                 cluster.create(pod(cluster.name, instance, f"{instance}-web-0"))
         workers = {
@@ -560,15 +563,40 @@ def test_same_name_in_both_clusters_for_two_instances(
 # -- 3. interleaved initial lists -----------------------------------------------------------------
 
 
-def _list_records(settings: CommonSettings) -> list[tuple[int, str, str]]:
-    """(offset, cluster, type) of every list record on the resource-events topic."""
+@dataclass(frozen=True)
+class ListRecord:
+    offset: int
+    cluster: str
+    type: str
+    reason: str | None
+    kind: str
+
+
+def list_records(settings: CommonSettings) -> list[ListRecord]:
+    """Every list record (LIST_BEGIN, LISTED, LIST_END) on the resource-events topic, in order."""
     serde = AvroSerde.from_file("resource-event.avsc", settings.resource_events_topic, None)
     found = []
     for message in committed_records(settings, settings.resource_events_topic):
         record = serde.decode(message.value())
         if record["type"] in ("LISTED", "LIST_BEGIN", "LIST_END"):
-            found.append((message.offset() or 0, record["cluster"], record["type"]))
-    return sorted(found)
+            found.append(
+                ListRecord(
+                    message.offset() or 0,
+                    record["cluster"],
+                    record["type"],
+                    record["list_reason"],
+                    record["kind"],
+                )
+            )
+    return sorted(found, key=lambda r: r.offset)
+
+
+def list_begins(settings: CommonSettings, cluster: str, reason: str | None = None) -> int:
+    return sum(
+        1
+        for r in list_records(settings)
+        if r.type == "LIST_BEGIN" and r.cluster == cluster and reason in (None, r.reason)
+    )
 
 
 def test_interleaved_initial_lists_lose_nothing_of_either_cluster(
@@ -588,8 +616,9 @@ def test_interleaved_initial_lists_lose_nothing_of_either_cluster(
         assert fold(deltas_of(deltas, instance))[1] == []
         assert any(d.type == SYNCED_TYPE and d.subject == instance for d in deltas)
 
-    records = _list_records(pipeline.settings)
-    clusters_in_order = [cluster for _offset, cluster, _type in records]
+    records = [r for r in list_records(pipeline.settings) if r.reason == "initial"]
+    assert {r.cluster for r in records} == set(CLUSTERS)
+    clusters_in_order = [r.cluster for r in records]
     switches = sum(1 for a, b in itertools.pairwise(clusters_in_order) if a != b)
     print(f"initial lists on the one partition: {len(records)} records, {switches} switches")
 
@@ -678,6 +707,7 @@ def test_a_relist_of_west_while_east_changes(
     mark = max(d.offset for d in before)
     subscribe(pipeline, inst, callback_sink.url("/relist"))
 
+    east_lists, west_lists = (list_begins(pipeline.settings, c) for c in CLUSTERS)
     pipeline.stop_watcher(west)
     # While west's watcher is down: one object deleted, one modified.
     ops.delete(west.api, objects[("west", 3)])
@@ -712,6 +742,9 @@ def test_a_relist_of_west_while_east_changes(
     )
     entries = [(c, entry_key(e)) for c, e in told(callbacks)]
     print(f"{counter} changes in east during west's relist; {len(callbacks)} callbacks")
+    # West relisted (a new watcher's initial lists); east did not.
+    assert list_begins(pipeline.settings, "west", "initial") >= west_lists + 2
+    assert list_begins(pipeline.settings, "east") == east_lists
     assert counter >= 2, "east did not change during west's restart"
     # East's changes all arrived, east's objects were never reported deleted or created.
     assert not [e for e in entries if e[1][0] == "east" and e[0] != "modified"], entries
@@ -799,6 +832,8 @@ def test_west_api_server_down_while_east_flows_then_caught_up(
         return time.monotonic() - started
 
     baseline = east_change("baseline")
+    east_lists = list_begins(pipeline.settings, "east")
+    west_expired = list_begins(pipeline.settings, "west", "expired")
 
     # Stop west's kube-apiserver (etcd stays): west's watcher loses its server. SIGKILL, as a
     # crash or a lost machine: on SIGTERM kube-apiserver drains open watches for tens of
@@ -840,8 +875,15 @@ def test_west_api_server_down_while_east_flows_then_caught_up(
         timeout_s=90,
     )
     caught_up = time.monotonic() - down_at - outage
-    print(f"west down {outage:.1f}s, caught up {caught_up:.1f}s after its API server came back")
+    print(
+        f"west down {outage:.1f}s, caught up {caught_up:.1f}s after its API server was ready again"
+    )
     east_change("fence")
+    # West caught up through a relist: its watch's resourceVersion predates the writes made
+    # while its server was down, so the restarted server's watch cache answers 410 Gone.
+    # East never relisted.
+    assert list_begins(pipeline.settings, "west", "expired") > west_expired
+    assert list_begins(pipeline.settings, "east") == east_lists
     callbacks = callback_sink.requests_to("/outage")
     entries = [(c, entry_key(e)) for c, e in told(callbacks)]
     assert not [
