@@ -50,6 +50,7 @@ NAMESPACE = "apps"
 INSTANCE_LABEL = "k8splugin.io/rb-instance-id"
 LIVES_IN = "deltawatch.test/lives-in"
 DIFFER_CLUSTER = "hub"
+THROTTLE_S = 8
 OUTAGE_S = 25.0  # the issue asks for a minute; CI time is precious (see the report)
 MAX_DELAY_S = 5.0  # east's changes while west is down: end to end in under this
 # Objects present before the watchers start (test_interleaved_initial_lists).
@@ -261,7 +262,8 @@ class Delta:
 
 
 def entry_key(entry: Obj) -> EntryKey:
-    return (entry["cluster"], entry["GVK"]["Kind"], entry["namespace"], entry["name"])
+    # .get: an entry without "cluster" must fail the test's assertions, not crash a wait.
+    return (entry.get("cluster", "?"), entry["GVK"]["Kind"], entry["namespace"], entry["name"])
 
 
 def read_deltas(settings: CommonSettings) -> list[Delta]:
@@ -380,13 +382,15 @@ def assert_well_formed(deltas: list[Delta], instance: str) -> None:
 # -- subscribers ------------------------------------------------------------------------------
 
 
-def subscribe(pipeline: TwoClusters, instance: str, url: str, name: str = "e2e") -> None:
+def subscribe(
+    pipeline: TwoClusters, instance: str, url: str, name: str = "e2e", interval: int = 0
+) -> None:
     result = send_command(
         pipeline.settings,
         {
             "action": "create",
             "instance-id": instance,
-            "subscription": {"name": name, "callback-url": url, "min-notify-interval": 0},
+            "subscription": {"name": name, "callback-url": url, "min-notify-interval": interval},
         },
     )
     assert result["status"] == "accepted", result
@@ -435,6 +439,8 @@ def test_same_name_in_both_clusters_for_one_instance(
 ) -> None:
     pipeline, inst = two_clusters, "same-one"
     subscribe(pipeline, inst, callback_sink.url("/one"))
+    # A throttled subscriber too: its callbacks coalesce changes of both clusters.
+    subscribe(pipeline, inst, callback_sink.url("/throttled"), "throttled", THROTTLE_S)
     configs = {
         c.name: c.create(configmap(c.name, inst, "web-config", v="1"))
         for c in (pipeline.east, pipeline.west)
@@ -463,8 +469,12 @@ def test_same_name_in_both_clusters_for_one_instance(
         for kind, name in (("ConfigMap", "web-config"), ("Pod", "web-0"))
     )
 
+    # The throttled subscriber's first callback went at once; what follows inside its interval
+    # is coalesced into its second one, east's and west's web-config kept apart.
+    [first, *_] = wait_told(callback_sink, "/throttled", lambda r: len(r) >= 1, 30)
     ops.patch(pipeline.east.api, configs["east"], {"data": {"v": "east-2"}})
     ops.patch(pipeline.west.api, configs["west"], {"data": {"v": "west-2"}})
+    assert time.time() - first.received_at < THROTTLE_S - 2, "too slow to test coalescing"
     callbacks = wait_told(
         callback_sink,
         "/one",
@@ -494,6 +504,22 @@ def test_same_name_in_both_clusters_for_one_instance(
     assert sources == {"/deltawatch/clusters/east", "/deltawatch/clusters/west"}
     _, problems = fold(deltas_of(deltas, inst))
     assert problems == []
+
+    def both_in_one(callbacks: list[Request]) -> bool:
+        return any(
+            was_told([c], change, "east", "web-config", check=has_data("v", "east-2"))
+            and was_told([c], change, "west", "web-config", check=has_data("v", "west-2"))
+            for c in callbacks
+            for change in ("created", "modified")
+        )
+
+    throttled = wait_told(callback_sink, "/throttled", both_in_one, THROTTLE_S + 30)
+    assert both_in_one(throttled[1:2]), [r.payload for r in throttled]
+    assert throttled[1].received_at - throttled[0].received_at >= THROTTLE_S - 0.05
+    for _change, entry in told(throttled):
+        assert entry["status"]["metadata"]["labels"][LIVES_IN] == entry["cluster"]
+        if entry["GVK"]["Kind"] == "ConfigMap":
+            assert entry["status"]["data"]["lives-in"] == entry["cluster"]
 
 
 # -- 2. same namespace/name in both clusters, two instances -------------------------------------
