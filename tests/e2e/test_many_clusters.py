@@ -337,11 +337,19 @@ def wait_state(
 ) -> list[Delta]:
     """Until the deltas of ``instance`` fold to exactly ``truth`` (same keys, same objects)."""
 
-    def matches(deltas: list[Delta]) -> bool:
-        state, _ = fold(deltas_of(deltas, instance))
-        return _same_objects(state, truth)
+    believed: dict[EntryKey, Obj] = {}
 
-    return wait_deltas(pipeline.settings, matches, timeout_s, what=f"deltas of {instance}")
+    def matches(deltas: list[Delta]) -> bool:
+        nonlocal believed
+        believed, _ = fold(deltas_of(deltas, instance))
+        return _same_objects(believed, truth)
+
+    try:
+        return wait_deltas(pipeline.settings, matches, timeout_s, what=f"deltas of {instance}")
+    except AssertionError as exc:
+        missing = sorted(set(truth) - set(believed))
+        extra = sorted(set(believed) - set(truth))
+        raise AssertionError(f"{exc}; missing {missing[:10]}, not existing {extra[:10]}") from None
 
 
 def _same_objects(state: dict[EntryKey, Obj], truth: dict[EntryKey, Obj]) -> bool:
