@@ -206,8 +206,9 @@ def two_clusters(
                 "DELTAWATCH_CLUSTER": name,
                 "DELTAWATCH_NAMESPACES": NAMESPACE,
                 "DELTAWATCH_RESOURCE_TYPES": "v1/ConfigMap,v1/Pod",
-                # Small pages: each initial list is many records, so both lists interleave.
-                "DELTAWATCH_LIST_PAGE_SIZE": "3",
+                # One object a page: each initial list of ConfigMaps takes about a second, so
+                # the two lists, started together, interleave on the partition.
+                "DELTAWATCH_LIST_PAGE_SIZE": "1",
             }
             clusters[name] = Cluster(name, server, watcher_env, server.api_client())
             ops.create_namespace(clusters[name].api, NAMESPACE)
@@ -655,6 +656,9 @@ def test_interleaved_initial_lists_lose_nothing_of_either_cluster(
     clusters_in_order = [r.cluster for r in records]
     switches = sum(1 for a, b in itertools.pairwise(clusters_in_order) if a != b)
     print(f"initial lists on the one partition: {len(records)} records, {switches} switches")
+    # The premise: the two clusters' initial lists really did interleave on the one partition
+    # (locally some 30-40 switches between east's and west's list records).
+    assert switches >= 2, "the initial lists did not interleave: this test proved nothing"
 
     # Afterwards, a change in east reaches east's subscriber (and only as east's).
     instance = PRELISTED_INSTANCES[0]
