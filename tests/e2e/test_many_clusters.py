@@ -17,10 +17,12 @@ API server outage itself (``OUTAGE_S``).
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
 import signal
+import socket
 import threading
 import time
 import urllib.request
@@ -42,6 +44,7 @@ from deltawatch_tools.local_pipeline import WorkerProcess, start_worker, stop_wo
 from deltawatch_tools.localkube import KubeOptions, LocalKubeServer, ops
 from tests.fixtures.kafka import committed_records, unique_topic_env
 from tests.notifier.cps.conftest import CpsRecord, of_anchor, wait_cps
+from tests.watcher.fault_proxy import FaultProxy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka, pytest.mark.kube]
 
@@ -141,10 +144,11 @@ class TwoClusters:
     def west(self) -> Cluster:
         return self.clusters["west"]
 
-    def start_watcher(self, cluster: Cluster) -> WorkerProcess:
+    def start_watcher(self, cluster: Cluster, kubeconfig: Path | None = None) -> WorkerProcess:
         cluster.watcher_runs += 1
         log = self.logs / f"watcher-{cluster.name}-{cluster.watcher_runs}.log"
-        cluster.watcher = start_worker("watcher", cluster.env, log_path=log)
+        env = {**cluster.env, **({"KUBECONFIG": str(kubeconfig)} if kubeconfig else {})}
+        cluster.watcher = start_worker("watcher", env, log_path=log)
         return cluster.watcher
 
     def stop_watcher(self, cluster: Cluster) -> None:
@@ -605,6 +609,7 @@ class ListRecord:
     type: str
     reason: str | None
     kind: str
+    list_id: str | None
 
 
 def list_records(settings: CommonSettings) -> list[ListRecord]:
@@ -621,6 +626,7 @@ def list_records(settings: CommonSettings) -> list[ListRecord]:
                     record["type"],
                     record["list_reason"],
                     record["kind"],
+                    record["list_id"],
                 )
             )
     return sorted(found, key=lambda r: r.offset)
@@ -807,6 +813,135 @@ def test_a_relist_of_west_while_east_changes(
         ("west", "ConfigMap", NAMESPACE, "r-2"),
         ("west", "ConfigMap", NAMESPACE, "r-3"),
     }
+
+
+# -- 4b. a list that never ends ------------------------------------------------------------------
+
+
+class SlowProxy(FaultProxy):
+    """The fault proxy, holding each chunk the API server sends for ``delay_s``: with one
+    object a page, a list then lasts long enough to kill its watcher in the middle of it."""
+
+    def __init__(self, upstream_port: int, delay_s: float) -> None:
+        self.delay_s = delay_s
+        super().__init__(upstream_port)
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            from_server = source.getpeername()[:2] == self.upstream
+        except OSError:
+            from_server = False
+        if not from_server:
+            super()._pipe(source, sink)
+            return
+        try:
+            while data := source.recv(65536):
+                time.sleep(self.delay_s)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)
+
+
+def kubeconfig_through(server: LocalKubeServer, port: int, path: Path) -> Path:
+    """``server``'s kubeconfig, pointed at ``port`` on loopback (its certificate names the IP)."""
+    config = json.loads(server.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{port}"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_a_west_list_cut_short_blocks_nothing(
+    two_clusters: TwoClusters, callback_sink: CallbackSink
+) -> None:
+    """West's watcher dies (SIGKILL) in the middle of its ConfigMap list: LIST_BEGIN and some
+    LISTED records on the partition, no LIST_END ever. East still flows at once, and the next
+    west watcher's list catches up without anything spurious."""
+    pipeline, inst = two_clusters, "cut-list"
+    east, west = pipeline.east, pipeline.west
+    objects = {
+        (c.name, i): c.create(configmap(c.name, inst, f"k-{i}", v="1"))
+        for c in (east, west)
+        for i in range(3)
+    }
+    before = wait_state(pipeline, inst, pipeline.truth(inst))
+    mark = max(d.offset for d in before)
+    subscribe(pipeline, inst, callback_sink.url("/cut"))
+
+    pipeline.stop_watcher(west)
+    ops.delete(west.api, objects[("west", 2)])
+    ops.patch(west.api, objects[("west", 1)], {"data": {"v": "while-down"}})
+    known = {r.list_id for r in list_records(pipeline.settings)}
+    proxy = SlowProxy(int(west.server.server_url.rsplit(":", 1)[1]), delay_s=0.05)
+    kubeconfig = kubeconfig_through(west.server, proxy.port, pipeline.logs / "west-slow.json")
+    watcher = pipeline.start_watcher(west, kubeconfig)
+
+    def west_list_begun() -> str | None:
+        for record in list_records(pipeline.settings):
+            if (
+                record.cluster == "west"
+                and record.kind == "ConfigMap"
+                and record.type == "LIST_BEGIN"
+                and record.list_id not in known
+            ):
+                return record.list_id
+        return None
+
+    try:
+        cut = ops.wait_until(west_list_begun, timeout=60, interval=0.05, what="west's list")
+        watcher.process.kill()
+        watcher.process.wait()
+        west.watcher = None
+    finally:
+        proxy.close()
+    records = [r for r in list_records(pipeline.settings) if r.list_id == cut]
+    assert [r.type for r in records if r.type != "LISTED"] == ["LIST_BEGIN"], (
+        "west's list ended before its watcher was killed: this test proved nothing"
+    )
+    print(f"west's list cut after {len(records) - 1} of its objects")
+
+    def east_change(value: str) -> float:
+        started = time.monotonic()
+        ops.patch(east.api, objects[("east", 0)], {"data": {"v": value}})
+        wait_told(
+            callback_sink,
+            "/cut",
+            lambda r: was_told(r, "modified", "east", "k-0", check=has_data("v", value)),
+            timeout_s=60,
+        )
+        return time.monotonic() - started
+
+    delays = [east_change(f"after-cut-{i}") for i in range(3)]
+    print(f"east end to end after west's list was cut: {[round(d, 2) for d in delays]}")
+    assert max(delays) < MAX_DELAY_S, delays
+
+    pipeline.start_watcher(west)
+    wait_ready([w for w in [west.watcher] if w is not None], timeout_s=60)
+    wait_told(
+        callback_sink,
+        "/cut",
+        lambda r: (
+            was_told(r, "deleted", "west", "k-2")
+            and was_told(r, "modified", "west", "k-1", check=has_data("v", "while-down"))
+        ),
+        timeout_s=60,
+    )
+    east_change("fence")
+    entries = [(c, entry_key(e)) for c, e in told(callback_sink.requests_to("/cut"))]
+    assert {e for e in entries if e[1][0] == "east"} == {
+        ("modified", ("east", "ConfigMap", NAMESPACE, "k-0"))
+    }
+    assert sorted(e for e in entries if e[1][0] == "west") == [
+        ("deleted", ("west", "ConfigMap", NAMESPACE, "k-2")),
+        ("modified", ("west", "ConfigMap", NAMESPACE, "k-1")),
+    ]
+    deltas = wait_state(pipeline, inst, pipeline.truth(inst))
+    assert_well_formed(deltas, inst)
+    since = [(c, entry_key(e)) for d in deltas_of(deltas, inst, after=mark) for c, e in d.entries()]
+    assert not [e for e in since if e[0] == "created"], since
 
 
 # -- 5. one API server down while the other flows -------------------------------------------------
