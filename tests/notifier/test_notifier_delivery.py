@@ -179,6 +179,9 @@ def test_a_hanging_endpoint_does_not_delay_another_subscription(
         commands.create("inst-1", "fine", sink.url(), 0)
         deltas.send("inst-1", created=[pod("a")])
         hanging.wait_count(1)
+        # The other subscription was told of a too (its POST may land after the hanging one's).
+        [told_a] = sink.wait_count(1)
+        assert told_a.payload["resource-changes"]["created"] == [pod("a")]
         for name in ("b", "c"):
             deltas.send("inst-1", created=[pod(name)])
             requests = sink.wait_count(len(sink.requests) + 1, timeout_s=5)
