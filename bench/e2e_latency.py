@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import statistics
+import os
 import threading
 import time
 import uuid
@@ -22,17 +22,39 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 from kubernetes.client import ApiClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from deltawatch.command_client import send_command
+from deltawatch.latency import bucket_quantile
 from deltawatch.settings import CommonSettings
 from deltawatch_tools.callback_sink import CallbackSink, Request
-from deltawatch_tools.local_pipeline import WORKERS, start_worker, stop_workers, wait_ready
+from deltawatch_tools.local_pipeline import (
+    WORKERS,
+    WorkerProcess,
+    start_worker,
+    stop_workers,
+    wait_ready,
+)
 from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 from deltawatch_tools.localkube import ops
 from deltawatch_tools.localkube.server import LocalKubeServer
 
 LABEL = "k8splugin.io/rb-instance-id"
+nan = float("nan")
+
+
+QUANTILES = (0.5, 0.9, 0.99)
+HOPS = (
+    # (column, worker, histogram): the three hops, then the notifier's own end-to-end view.
+    ("watch→raw", "watcher", "deltawatch_watcher_publish_latency_seconds"),
+    ("raw→delta", "differ", "deltawatch_differ_delta_latency_seconds"),
+    ("delta→cb", "notifier", "deltawatch_notifier_callback_latency_seconds"),
+    ("observed→cb", "notifier", "deltawatch_notifier_delivery_latency_seconds"),
+)
+Buckets = dict[str, dict[float, float]]
+"""Histogram name → upper bound → cumulative count, as scraped."""
 
 
 @dataclass
@@ -41,8 +63,10 @@ class StepResult:
     sent: int
     received: int
     achieved_per_s: float
-    p50_ms: float
-    p99_ms: float
+    e2e_ms: list[float]
+    """p50, p90, p99, max from the sink's per-change samples."""
+    hops_ms: dict[str, list[float]]
+    """Per hop: p50, p90, p99 and the upper bound of the highest non-empty bucket."""
 
 
 class LatencyRecorder:
@@ -66,6 +90,34 @@ class LatencyRecorder:
 def _percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _scrape(workers: list[WorkerProcess]) -> dict[str, Buckets]:
+    """Every worker's ``*_bucket`` series, keyed by worker name."""
+    scraped: dict[str, Buckets] = {}
+    for worker in workers:
+        text = httpx.get(f"http://127.0.0.1:{worker.port}/metrics", timeout=5).text
+        buckets: Buckets = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name.endswith("_bucket"):
+                    name = sample.name.removesuffix("_bucket")
+                    bound = float(sample.labels["le"])
+                    buckets.setdefault(name, {})[bound] = sample.value
+        scraped[worker.name] = buckets
+    return scraped
+
+
+def _hops(before: dict[str, Buckets], after: dict[str, Buckets]) -> dict[str, list[float]]:
+    """Each hop's quantiles (ms) over what its histogram gained during one step."""
+    hops: dict[str, list[float]] = {}
+    for column, worker, name in HOPS:
+        old = before.get(worker, {}).get(name, {})
+        gained = [(b, n - old.get(b, 0.0)) for b, n in after.get(worker, {}).get(name, {}).items()]
+        total = max((n for _b, n in gained), default=0.0)
+        top = min((b for b, n in gained if total > 0 and n >= total), default=nan)
+        hops[column] = [bucket_quantile(gained, q) * 1000 for q in QUANTILES] + [top * 1000]
+    return hops
 
 
 def drive(
@@ -177,33 +229,41 @@ def main() -> None:
             (f"{r}/s", float(r)) for r in args.rates.split(",") if r
         ] + [("max", None)]
         for label, rate in steps:
+            before = _scrape(workers)
             sent, elapsed = drive(api, configmaps, label, rate, args.duration, args.threads)
             deadline = time.monotonic() + 60
             while recorder.count(label) < sent and time.monotonic() < deadline:
                 time.sleep(0.2)
+            time.sleep(0.5)  # the watcher's and differ's histograms of the last changes
             samples = recorder.samples.get(label, [])
-            results.append(
-                StepResult(
-                    label,
-                    sent,
-                    len(samples),
-                    sent / elapsed,
-                    statistics.median(samples) * 1000 if samples else float("nan"),
-                    _percentile(samples, 0.99) * 1000 if samples else float("nan"),
-                )
-            )
+            e2e = [_percentile(samples, q) * 1000 if samples else nan for q in QUANTILES]
+            e2e.append(max(samples) * 1000 if samples else nan)
+            hops = _hops(before, _scrape(workers))
+            results.append(StepResult(label, sent, len(samples), sent / elapsed, e2e, hops))
     finally:
         stop_workers(workers)
         sink.stop()
 
-    header = ("offered", "sent", "received", "achieved/s", "p50 ms", "p99 ms")
-    print("{:>10} {:>7} {:>9} {:>11} {:>8} {:>8}".format(*header))
-    for r in results:
-        print(
-            f"{r.offered:>10} {r.sent:>7} {r.received:>9} {r.achieved_per_s:>11.1f} "
-            f"{r.p50_ms:>8.1f} {r.p99_ms:>8.1f}"
-        )
+    _print(results)
     _plot(results, out_dir / "e2e_latency.png")
+
+
+def _print(results: list[StepResult]) -> None:
+    """One line per step and measure: end to end (the sink's samples), then each hop's."""
+    print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    header = ("offered", "sent", "received", "achieved/s", "measure", "p50", "p90", "p99", "max")
+    print("{:>8} {:>6} {:>8} {:>10} {:>12} {:>7} {:>7} {:>7} {:>7}  (ms)".format(*header))
+    for r in results:
+        rows = [("end to end", r.e2e_ms), *r.hops_ms.items()]
+        for n, (measure, values) in enumerate(rows):
+            head = (
+                f"{r.offered:>8} {r.sent:>6} {r.received:>8} {r.achieved_per_s:>10.1f}"
+                if n == 0
+                else " " * 35
+            )
+            cells = " ".join(f"{v:>7.1f}" for v in values)
+            print(f"{head} {measure:>12} {cells}")
+    print("hops: p50-p99 interpolated in the workers' histogram buckets; max = that bucket's top")
 
 
 def _plot(results: list[StepResult], path: Path) -> None:
@@ -213,15 +273,27 @@ def _plot(results: list[StepResult], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rates = [r.achieved_per_s for r in results]
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(rates, [r.p50_ms for r in results], marker="o", label="p50")
-    ax.plot(rates, [r.p99_ms for r in results], marker="o", label="p99")
+    fig, (ax, hop_ax) = plt.subplots(1, 2, figsize=(11, 4))
+    ax.plot(rates, [r.e2e_ms[0] for r in results], marker="o", label="p50")
+    ax.plot(rates, [r.e2e_ms[2] for r in results], marker="o", label="p99")
     for r in results:
-        ax.annotate(r.offered, (r.achieved_per_s, r.p99_ms))
+        ax.annotate(r.offered, (r.achieved_per_s, r.e2e_ms[2]))
+    ax.set_xscale("log")
     ax.set_xlabel("changes/s (achieved)")
     ax.set_ylabel("change → callback latency (ms)")
-    ax.set_title("deltawatch end-to-end latency (interval 0)")
+    ax.set_title("end to end (interval 0)")
     ax.legend()
+    # Per step, the three hops' p99 stacked beside the end-to-end p99: where the tail is.
+    labels = [r.offered for r in results]
+    bottom = [0.0] * len(results)
+    for column, _worker, _name in HOPS[:3]:
+        p99 = [r.hops_ms[column][2] for r in results]
+        hop_ax.bar(labels, p99, bottom=bottom, label=f"{column} p99")
+        bottom = [b + v for b, v in zip(bottom, p99, strict=True)]
+    hop_ax.plot(labels, [r.e2e_ms[2] for r in results], "k_", markersize=30, label="e2e p99")
+    hop_ax.set_ylabel("ms")
+    hop_ax.set_title("per hop p99 (workers' /metrics)")
+    hop_ax.legend(fontsize="small")
     fig.tight_layout()
     fig.savefig(path)
     print(f"plot: {path}")

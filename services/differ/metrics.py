@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from deltawatch.latency import HOP_BUCKETS
 from deltawatch.processing_core import transaction_counter
 
 TRACKED_RESOURCES = Gauge(
@@ -43,4 +44,10 @@ RESTORED_RECORDS = Counter(
 )
 CONSUMER_LAG = Gauge(
     "deltawatch_differ_consumer_lag", "Input records not yet processed, by partition", ["partition"]
+)
+DELTA_LATENCY = Histogram(
+    "deltawatch_differ_delta_latency_seconds",
+    "The second hop: a resource event's Kafka record timestamp (stamped by the watcher's "
+    "producer) to the transaction holding its delta committed.",
+    buckets=HOP_BUCKETS,
 )

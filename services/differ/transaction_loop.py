@@ -28,6 +28,7 @@ from deltawatch.cloud_events import KafkaRecord, utc_now
 from deltawatch.compacted_table import TableReadInterrupted
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import consume_available, make_consumer, make_producer, make_reader
+from deltawatch.latency import elapsed_s, record_time_s
 from deltawatch.logs import get_logger
 from deltawatch.processing_core import FatalKafkaError, OutputRecord, TransactionalCore
 from deltawatch.resource_identity import EventType
@@ -182,6 +183,7 @@ class DifferLoop:
                 self._account(partition, outcome)
             metrics.DEAD_LETTERS.inc(len(dead_letters))
             self.owned.refresh_gauges()
+            _observe_latency(messages, time.time())
 
     def _events(
         self,
@@ -279,6 +281,14 @@ class DifferLoop:
         metrics.EVENTS_PRODUCED.labels("heartbeat").inc(len(due))
         for partition in due:
             self.owned.last_output[partition] = now
+
+
+def _observe_latency(messages: list[Message], now: float) -> None:
+    """Each committed input record's hop, from its record timestamp to the commit."""
+    for message in messages:
+        stamp = record_time_s(message)
+        if stamp is not None:
+            metrics.DELTA_LATENCY.observe(elapsed_s(stamp, now))
 
 
 def _output(topic: str, partition: int | None, record: KafkaRecord) -> OutputRecord:

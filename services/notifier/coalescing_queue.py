@@ -33,6 +33,8 @@ class Outgoing:
     changes: ResourceChanges
     observed_at: float | None
     """When the oldest change in it was observed (epoch s), for the latency histogram."""
+    delta_at: float | None = None
+    """When the oldest delta in it was written (epoch s), for the last hop's histogram."""
 
 
 @dataclass
@@ -40,6 +42,8 @@ class _Lane:
     window: ThrottleWindow
     pending: NetDelta = field(default_factory=NetDelta)
     pending_observed_at: float | None = None
+    pending_delta_at: float | None = None
+    """Not persisted: a notification formed after a restart does not time the last hop."""
     busy: bool = False
     taken: int = 0
 
@@ -70,14 +74,18 @@ class CoalescingQueue:
         self._lanes.pop(target, None)
         self._waiting.discard(target)
 
-    def add(self, target: str, changes: ResourceChanges, observed_at: float | None) -> int:
+    def add(
+        self,
+        target: str,
+        changes: ResourceChanges,
+        observed_at: float | None,
+        delta_at: float | None = None,
+    ) -> int:
         """Fold a delta into the target's pending change; returns entries coalesced."""
         lane = self._lanes[target]
         merged = lane.pending.add(changes)
-        if observed_at is not None and (
-            lane.pending_observed_at is None or observed_at < lane.pending_observed_at
-        ):
-            lane.pending_observed_at = observed_at
+        lane.pending_observed_at = _earliest(lane.pending_observed_at, observed_at)
+        lane.pending_delta_at = _earliest(lane.pending_delta_at, delta_at)
         if not lane.busy:
             self._waiting.add(target)
         return merged
@@ -91,14 +99,14 @@ class CoalescingQueue:
                 continue
             self._waiting.discard(target)
             changes = lane.pending.net()
-            observed_at = lane.pending_observed_at
+            observed_at, delta_at = lane.pending_observed_at, lane.pending_delta_at
             lane.pending = NetDelta()
-            lane.pending_observed_at = None
+            lane.pending_observed_at = lane.pending_delta_at = None
             if not changes:
                 continue
             lane.busy = True
             lane.taken += 1
-            due.append(Outgoing(target, lane.taken, changes, observed_at))
+            due.append(Outgoing(target, lane.taken, changes, observed_at, delta_at))
         return due
 
     def attempted(self, target: str, at: float) -> None:
@@ -150,3 +158,10 @@ class CoalescingQueue:
         self._waiting.discard(target)
         if lane.pending and not busy:
             self._waiting.add(target)
+
+
+def _earliest(held: float | None, new: float | None) -> float | None:
+    """The earlier of two optional times (a lane times its oldest change)."""
+    if new is None:
+        return held
+    return new if held is None or new < held else held

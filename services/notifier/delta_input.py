@@ -20,6 +20,8 @@ class DeltaInput:
     changes: ResourceChanges
     observed_at: float
     """Epoch seconds the change was observed (the event's ``time``, else the record's)."""
+    delta_at: float | None = None
+    """Epoch seconds the differ wrote the delta (its record timestamp): the last hop's start."""
 
 
 @dataclass(frozen=True)
@@ -67,4 +69,5 @@ def read_delta(
         return SkippedDelta("malformed", str(exc))
     event_time = event.get_time()
     observed_at = event_time.timestamp() if event_time is not None else record_time_ms / 1000
-    return DeltaInput(instance_id, partition, changes, observed_at)
+    delta_at = record_time_ms / 1000 if record_time_ms > 0 else None
+    return DeltaInput(instance_id, partition, changes, observed_at, delta_at)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
+from deltawatch.latency import HOP_BUCKETS
 from deltawatch.processing_core import transaction_counter
 
 COMMANDS = Counter(
@@ -48,7 +49,14 @@ IN_FLIGHT = Gauge(
 )
 LATENCY = Histogram(
     "deltawatch_notifier_delivery_latency_seconds",
-    "From the oldest change in a notification being observed (delta ce_time) to its 2xx.",
-    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600),
+    "End to end: from the oldest change in a notification being observed by the watcher "
+    "(delta ce_time) to its 2xx.",
+    buckets=(*HOP_BUCKETS, 300, 900, 3600),
+)
+CALLBACK_LATENCY = Histogram(
+    "deltawatch_notifier_callback_latency_seconds",
+    "The third hop: from the oldest delta in a notification being written by the differ "
+    "(its Kafka record timestamp) to its 2xx.",
+    buckets=HOP_BUCKETS,
 )
 TRANSACTIONS = transaction_counter("deltawatch_notifier")

@@ -140,7 +140,7 @@ class NotifierRules:
                     turn.dirty_outbox.add(key)  # a filter's memory moved on
                 if not own:
                     continue  # filtered out, or only ignored fields changed
-            metrics.COALESCED.inc(self.queue.add(key, own, delta.observed_at))
+            metrics.COALESCED.inc(self.queue.add(key, own, delta.observed_at, delta.delta_at))
             turn.dirty_outbox.add(key)
             told += 1
         subscribed = bool(self.table.by_instance.get(delta.instance_id)) or routed.subscribed
@@ -184,7 +184,11 @@ class NotifierRules:
         subscriber.in_flight = flight
         turn.jobs.append(
             DeliveryJob(
-                key, flight.webhook_id, flight.body.encode(), observed_at=flight.observed_at
+                key,
+                flight.webhook_id,
+                flight.body.encode(),
+                observed_at=flight.observed_at,
+                delta_at=outgoing.delta_at,
             )
         )
         metrics.NOTIFICATIONS.inc()

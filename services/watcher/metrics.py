@@ -13,9 +13,11 @@ import threading
 import time
 from collections.abc import Iterator
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from deltawatch.latency import HOP_BUCKETS
 
 
 class _SinceLastEvent(Collector):
@@ -85,6 +87,13 @@ class WatcherMetrics:
             "deltawatch_watcher_kind_served",
             "1 when discovery found the kind, 0 while the server does not serve it.",
             ["kind"],
+        )
+        self.publish_latency = Histogram(
+            "deltawatch_watcher_publish_latency_seconds",
+            "The first hop: a watch event received (its observed_at) to its record acknowledged "
+            "by Kafka (watched changes only, not a list's objects).",
+            buckets=HOP_BUCKETS,
+            registry=registry,
         )
         self.since_last_event = _SinceLastEvent()
         registry.register(self.since_last_event)

@@ -25,6 +25,8 @@ class Outgoing:
     event_type: str
     all_partitions: bool = False
     on_delivered: Callable[[], None] | None = None
+    observed_at: float | None = None
+    """Epoch seconds the watch saw the change (watched objects only): the first hop's start."""
     size: int = field(init=False)
 
     def __post_init__(self) -> None:

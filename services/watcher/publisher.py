@@ -22,6 +22,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from deltawatch.kafka_clients import make_producer, produce_when_room
+from deltawatch.latency import elapsed_s
 from deltawatch.logs import get_logger
 from deltawatch.settings import WatcherSettings
 from services.watcher.metrics import WatcherMetrics
@@ -142,6 +143,8 @@ class Publisher:
                 return
             if partition is None or partition == 0:
                 self.metrics.events_published.labels(item.kind, item.event_type).inc()
+                if item.observed_at is not None:
+                    self.metrics.publish_latency.observe(elapsed_s(item.observed_at, time.time()))
             if on_delivered is not None:
                 on_delivered()
 

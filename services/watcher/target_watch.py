@@ -208,7 +208,8 @@ class TargetWatch:
         record = object_record(
             event_type, self.target, obj, instance, cluster=self.cluster, observed_at=now
         )
-        return self._enqueue(record, instance, event_type)
+        # Only watched changes time the first hop: a list's objects are state, not changes.
+        return self._enqueue(record, instance, event_type, observed_at=now.timestamp())
 
     def _enqueue(
         self,
@@ -216,6 +217,7 @@ class TargetWatch:
         instance: str | None,
         event_type: str,
         on_delivered: Callable[[], None] | None = None,
+        observed_at: float | None = None,
     ) -> bool:
         item = Outgoing(
             value=self.serde.encode(record),
@@ -224,6 +226,7 @@ class TargetWatch:
             event_type=event_type,
             all_partitions=instance is None,
             on_delivered=on_delivered,
+            observed_at=observed_at,
         )
         return self.outbox.put(item, self.stop)
 

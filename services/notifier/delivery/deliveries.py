@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from deltawatch.latency import elapsed_s
 from services.notifier import metrics
 from services.notifier.delivery.callback_client import AttemptResult, CallbackClient
 from services.notifier.delivery.retry_policy import Verdict, judge
@@ -48,6 +49,8 @@ class DeliveryJob:
     """Epoch seconds: the throttle window (or a persisted backoff) still closed until then."""
     observed_at: float | None = None
     """When the oldest change in it was observed, for the latency histogram."""
+    delta_at: float | None = None
+    """When the oldest delta in it was written, for the last hop's histogram."""
 
 
 @dataclass(frozen=True)
@@ -139,14 +142,22 @@ class Deliveries:
                     max_age_s=self.max_age_s,
                     jitter=random.random(),
                 )
-            if verdict.outcome == "delivered" and job.observed_at is not None:
-                metrics.LATENCY.observe(max(0.0, time.time() - job.observed_at))
+            if verdict.outcome == "delivered":
+                _observe_latency(job, time.time())
             self.reports.put_nowait(
                 AttemptReport(job.key, job.webhook_id, result, attempts, first_attempt_at, verdict)
             )
             if verdict.outcome != "retry":
                 return
             wait_s = verdict.delay_s
+
+
+def _observe_latency(job: DeliveryJob, now: float) -> None:
+    """End to end (the oldest change's observation) and the last hop (its delta written)."""
+    if job.observed_at is not None:
+        metrics.LATENCY.observe(elapsed_s(job.observed_at, now))
+    if job.delta_at is not None:
+        metrics.CALLBACK_LATENCY.observe(elapsed_s(job.delta_at, now))
 
 
 def _result_class(result: AttemptResult) -> str:

@@ -102,3 +102,18 @@ def test_snapshot_restores_pending_window_and_numbering() -> None:
     [again] = restored.take_due(110.0)
     assert again.number == 2
     assert again.changes == ResourceChanges(created=(pod("b"),))
+
+
+def test_a_notification_times_its_oldest_change_and_oldest_delta() -> None:
+    queue = CoalescingQueue()
+    queue.configure("s", 10)
+    queue.attempted("s", 100.0)  # the window is closed until 110: the changes coalesce
+    queue.add("s", ResourceChanges(created=(pod("a"),)), observed_at=101.0, delta_at=101.5)
+    queue.add("s", ResourceChanges(created=(pod("b"),)), observed_at=100.5, delta_at=102.0)
+    queue.add("s", ResourceChanges(created=(pod("c"),)), observed_at=103.0, delta_at=None)
+    (out,) = queue.take_due(110.0)
+    assert (out.observed_at, out.delta_at) == (100.5, 101.5)
+    queue.finished("s")
+    queue.add("s", ResourceChanges(created=(pod("d"),)), observed_at=120.0)
+    (nxt,) = queue.take_due(121.0)
+    assert (nxt.observed_at, nxt.delta_at) == (120.0, None)  # the lane forgot the old times
