@@ -30,7 +30,15 @@ HEARTBEAT_TYPE = "org.deltawatch.instance.status.heartbeat"
 
 def cluster_source(cluster: str) -> str:
     """``ce_source`` of the differ's events about ``cluster`` (CONTRACT §5, §10)."""
-    return f"/deltawatch/clusters/{cluster}"
+    return f"{_CLUSTER_SOURCE}{cluster}"
+
+
+def source_cluster(source: str) -> str | None:
+    """The cluster a :func:`cluster_source` names; None for any other source."""
+    return source.removeprefix(_CLUSTER_SOURCE) if source.startswith(_CLUSTER_SOURCE) else None
+
+
+_CLUSTER_SOURCE = "/deltawatch/clusters/"
 
 
 class CloudEventDecodeError(Exception):

@@ -17,14 +17,12 @@ import typer
 from cloudevents.core.v1.event import CloudEvent
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, KafkaError, Message, TopicPartition
 
-from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms
+from deltawatch.cloud_events import CloudEventDecodeError, from_kafka, rfc3339_ms, source_cluster
 from deltawatch.kafka_clients import make_reader
 from deltawatch_tools.broker_access import kafka_session
 from deltawatch_tools.cli_client import DEFAULT_TIMEOUT_S, Timeout, verb_group
 
 deltas_app = verb_group("The delta topic.")
-
-SOURCE_PREFIX = "/deltawatch/clusters/"
 
 
 class Output(StrEnum):
@@ -59,7 +57,7 @@ def event_cluster(attributes: dict[str, Any], data: Any) -> str | None:
     if isinstance(data, dict) and isinstance(data.get("cluster"), str):
         return str(data["cluster"])
     source = str(attributes.get("source") or "")
-    return source.removeprefix(SOURCE_PREFIX) if source.startswith(SOURCE_PREFIX) else None
+    return source_cluster(source)
 
 
 def as_json(attributes: dict[str, Any], data: Any) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from deltawatch.cloud_events import DELTA_TYPE, CloudEventDecodeError, cluster_source, from_kafka
+from deltawatch.cloud_events import DELTA_TYPE, CloudEventDecodeError, from_kafka, source_cluster
 from services.notifier.net_delta import ResourceChanges
 
 
@@ -29,11 +29,6 @@ class SkippedDelta:
     reason: str
     """The ``deltawatch_notifier_deltas_total`` label: undecodable, other-type, malformed."""
     error: str | None = None
-
-
-def _source_cluster(source: str) -> str | None:
-    prefix = cluster_source("")
-    return source[len(prefix) :] if source.startswith(prefix) else None
 
 
 def read_delta(
@@ -61,7 +56,7 @@ def read_delta(
         instance_id = data.get("instance-id") or event.get_subject()
         if not isinstance(instance_id, str):
             raise ValueError("no instance-id")
-        cluster = data.get("cluster") or _source_cluster(event.get_source())
+        cluster = data.get("cluster") or source_cluster(event.get_source())
         if not isinstance(cluster, str) or not cluster:
             raise ValueError("no cluster")
         changes = ResourceChanges.from_json(data.get("resource-changes") or {}, cluster)
