@@ -142,6 +142,10 @@ def main() -> None:
         "DELTAWATCH_NAMESPACES": namespace,
         "DELTAWATCH_LOG_LEVEL": "INFO",
         "DELTAWATCH_RESOURCE_TYPES": "v1/ConfigMap",
+        # Groups of its own: a default group shared with another pipeline on this broker
+        # would rebalance with it (and, before ids were claimed, fence it).
+        "DELTAWATCH_DIFFER_GROUP_ID": f"recovery-differ-{run}",
+        "DELTAWATCH_NOTIFIER_GROUP_ID": f"recovery-notifier-{run}",
         **{
             variable: f"recovery.{topic}.{run}"
             for variable, topic in (
