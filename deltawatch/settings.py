@@ -240,10 +240,15 @@ class NotifierSettings(CommonSettings):
             return None
         from cryptography.fernet import Fernet
 
-        try:
-            Fernet(value.get_secret_value().encode())
-        except (ValueError, TypeError):
-            raise ValueError("must be a Fernet key (url-safe base64 of 32 bytes)") from None
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key.encode())
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"key {position} of {len(keys)} is not a Fernet key "
+                    "(url-safe base64 of 32 bytes); several keys are comma-separated, newest first"
+                ) from None
         return value
 
     @field_validator("callback_allow_networks", "callback_deny_networks", mode="before")

@@ -220,6 +220,7 @@ class NotifierWorker:
             self._on_delta(message, turn)
         while not self._reports.empty():
             rules.on_report(self._reports.get_nowait(), turn)
+        rules.write_resealed(turn)
         turn.now = time.time()
         rules.take_due(turn)
         for key in turn.cancelled:
