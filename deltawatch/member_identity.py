@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import socket
 import tempfile
@@ -128,6 +129,8 @@ def claim_identity(base: str, explicit: str | None, lock_dir: Path) -> ClaimedId
 
 def _lock_path(lock_dir: Path, member_id: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in member_id)
+    if safe != member_id:  # two ids must never share a lock file
+        safe += "-" + hashlib.sha256(member_id.encode()).hexdigest()[:12]
     return lock_dir / f"{safe}.lock"
 
 
