@@ -75,8 +75,10 @@ class Helm:
             check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(f"helm {' '.join(args)} exited {result.returncode}:\n"
-                                 f"{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"helm {' '.join(args)} exited {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def template(

@@ -78,9 +78,7 @@ def test_lint_passes_with_the_defaults_and_the_examples(helm: Helm) -> None:
         (["--set", "unknownTopLevel=1"], "unknownTopLevel"),
     ],
 )
-def test_a_wrong_value_fails_at_template_time(
-    helm: Helm, args: list[str], complaint: str
-) -> None:
+def test_a_wrong_value_fails_at_template_time(helm: Helm, args: list[str], complaint: str) -> None:
     result = helm.run("template", "dw", str(CHART), *args, check=False)
     assert result.returncode != 0, f"{args} was accepted"
     assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
@@ -118,12 +116,13 @@ def test_the_three_workers_and_their_pods(helm: Helm) -> None:
         assert main["securityContext"]["allowPrivilegeEscalation"] is False
         assert pod["securityContext"]["runAsNonRoot"] is True
         assert {"name": "tmp", "mountPath": "/tmp"} in main["volumeMounts"]
-        assert main["resources"]["requests"] and main["resources"]["limits"]
+        assert main["resources"]["requests"]
+        assert main["resources"]["limits"]
         assert env_of(workload)["DELTAWATCH_HTTP_PORT"]["value"] == str(port)
         assert pod["serviceAccountName"] == workload["metadata"]["name"]
     assert differ["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
     worker_images = {container(w)["image"] for w in (watcher, differ, notifier)}
-    assert worker_images == {f"deltawatch-{w}:0.1.0" for w in ("watcher", "differ", "notifier")}
+    assert worker_images == {f"deltawatch/{w}:0.1.0" for w in ("watcher", "differ", "notifier")}
     budgets = {p["metadata"]["name"] for p in by_kind(objects, "PodDisruptionBudget")}
     assert budgets == {f"dw-deltawatch-{w}" for w in ("watcher", "differ", "notifier")}
 
@@ -148,8 +147,14 @@ def test_stable_ids_and_leader_election_from_the_pod_name(helm: Helm) -> None:
 
 def test_every_worker_setting_is_reachable_as_a_value(helm: Helm) -> None:
     objects = helm.template(
-        "--set", "watcher.kubeconfigSecret.name=remote", "--set", "schemaRegistryUrl=http://r:8081",
-        "--set", "differ.changelogTopic=x.changelog", "--set", "notifier.groupId=g",
+        "--set",
+        "watcher.kubeconfigSecret.name=remote",
+        "--set",
+        "schemaRegistryUrl=http://r:8081",
+        "--set",
+        "differ.changelogTopic=x.changelog",
+        "--set",
+        "notifier.groupId=g",
     )
     workloads = {
         WatcherSettings: named(objects, "Deployment", "dw-deltawatch-watcher"),
@@ -224,7 +229,11 @@ def test_notifier_auth_rbac_and_the_api_service(helm: Helm) -> None:
     assert env["DELTAWATCH_API_AUTH"]["value"] == "kubernetes"
     auth = named(objects, "ClusterRole", "dw-deltawatch-notifier-deltawatch-auth")
     assert auth["rules"] == [
-        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
+        {
+            "apiGroups": ["authentication.k8s.io"],
+            "resources": ["tokenreviews"],
+            "verbs": ["create"],
+        },
         {
             "apiGroups": ["authorization.k8s.io"],
             "resources": ["subjectaccessreviews"],
@@ -236,7 +245,9 @@ def test_notifier_auth_rbac_and_the_api_service(helm: Helm) -> None:
     service = named(objects, "Service", "dw-deltawatch-notifier")
     assert service["spec"]["ports"][0]["port"] == 9103
     open_api = helm.template("--set", "notifier.api.auth=none")
-    assert not [r for r in by_kind(open_api, "ClusterRole") if r["metadata"]["name"].endswith("auth")]
+    assert not [
+        r for r in by_kind(open_api, "ClusterRole") if r["metadata"]["name"].endswith("auth")
+    ]
 
 
 def test_multi_cluster_example(helm: Helm) -> None:
@@ -252,25 +263,33 @@ def test_multi_cluster_example(helm: Helm) -> None:
         env = env_of(watcher)
         assert env["DELTAWATCH_CLUSTER"]["value"] == cluster
         assert env["KUBECONFIG"]["value"] == "/etc/deltawatch/kubeconfig/kubeconfig"
-        assert env["DELTAWATCH_LEASE_NAME"]["value"] == f"watcher-{cluster}-deltawatch-watcher-{cluster}"
+        assert (
+            env["DELTAWATCH_LEASE_NAME"]["value"]
+            == f"watcher-{cluster}-deltawatch-watcher-{cluster}"
+        )
         volumes = watcher["spec"]["template"]["spec"]["volumes"]
-        assert {"name": "kubeconfig", "secret": {"secretName": f"kubeconfig-{cluster}",
-                                                 "defaultMode": 0o400}} in volumes
+        assert {
+            "name": "kubeconfig",
+            "secret": {"secretName": f"kubeconfig-{cluster}", "defaultMode": 0o400},
+        } in volumes
 
 
 def test_optional_service_monitor_and_network_policy(helm: Helm) -> None:
     assert by_kind(helm.template(), "ServiceMonitor") == []
     assert by_kind(helm.template(), "NetworkPolicy") == []
-    objects = helm.template("--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true")
+    objects = helm.template(
+        "--set", "serviceMonitor.enabled=true", "--set", "networkPolicy.enabled=true"
+    )
     monitors = by_kind(objects, "ServiceMonitor")
     assert len(monitors) == 3
     metrics_services = [
-        s for s in by_kind(objects, "Service")
+        s
+        for s in by_kind(objects, "Service")
         if s["metadata"]["labels"].get("deltawatch.io/metrics") == "true"
     ]
     for monitor in monitors:
         selector = monitor["spec"]["selector"]["matchLabels"]
-        assert any(
-            selector.items() <= s["metadata"]["labels"].items() for s in metrics_services
-        ), monitor["metadata"]["name"]
+        assert any(selector.items() <= s["metadata"]["labels"].items() for s in metrics_services), (
+            monitor["metadata"]["name"]
+        )
     assert len(by_kind(objects, "NetworkPolicy")) == 3

@@ -40,7 +40,12 @@ BASE = "/v1/instance/inst-auth/status/subscription"
 def rbac(kind: str, name: str, **body: Any) -> dict[str, Any]:
     api_version = "v1" if kind == "ServiceAccount" else "rbac.authorization.k8s.io/v1"
     namespace = {"namespace": CLIENTS_NAMESPACE} if kind == "ServiceAccount" else {}
-    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": name, **namespace}, **body}
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, **namespace},
+        **body,
+    }
 
 
 def binding(name: str, role: str, account: str) -> dict[str, Any]:
@@ -60,14 +65,21 @@ def tokens(helm: Helm, rbac_admin: ApiClient, dynamic: DynamicClient) -> dict[st
     for obj in helm.template():
         labels = obj["metadata"].get("labels", {})
         if labels.get("app.kubernetes.io/component") == "notifier" and obj["kind"] in {
-            "ServiceAccount", "ClusterRole", "ClusterRoleBinding"
+            "ServiceAccount",
+            "ClusterRole",
+            "ClusterRoleBinding",
         }:
             apply(dynamic, obj, dry_run=False)
     reader_role = rbac(
         "ClusterRole",
         "dw-test-subscription-reader",
-        rules=[{"apiGroups": ["deltawatch.io"], "resources": ["subscriptions"],
-                "verbs": ["get", "list"]}],
+        rules=[
+            {
+                "apiGroups": ["deltawatch.io"],
+                "resources": ["subscriptions"],
+                "verbs": ["get", "list"],
+            }
+        ],
     )
     for obj in (
         rbac("ServiceAccount", "allowed"),
@@ -90,7 +102,9 @@ def tokens(helm: Helm, rbac_admin: ApiClient, dynamic: DynamicClient) -> dict[st
 
 @pytest.fixture
 def notifier(
-    rbac_kube: LocalKubeServer, tokens: dict[str, str], topic_env: dict[str, str],
+    rbac_kube: LocalKubeServer,
+    tokens: dict[str, str],
+    topic_env: dict[str, str],
     tmp_path: Path,
 ) -> Iterator[NotifierProcess]:
     tag = uuid.uuid4().hex[:8]
@@ -119,18 +133,22 @@ def call(
 
 def error_code(response: httpx.Response) -> str:
     body = response.json()
-    assert set(body) == {"error"} and set(body["error"]) >= {"code", "message"}, body
+    assert set(body) == {"error"}, body
+    assert set(body["error"]) >= {"code", "message"}, body
     return str(body["error"]["code"])
 
 
 def test_who_may_call_the_facade(notifier: NotifierProcess, tokens: dict[str, str]) -> None:
     missing = call(notifier, "GET", BASE)
-    assert missing.status_code == 401 and error_code(missing) == "unauthenticated"
+    assert missing.status_code == 401
+    assert error_code(missing) == "unauthenticated"
     assert missing.headers["www-authenticate"].startswith("Bearer")
     wrong = call(notifier, "GET", BASE, token="not-a-token")
-    assert wrong.status_code == 401 and error_code(wrong) == "unauthenticated"
+    assert wrong.status_code == 401
+    assert error_code(wrong) == "unauthenticated"
     denied = call(notifier, "GET", BASE, token=tokens["denied"])
-    assert denied.status_code == 403 and error_code(denied) == "forbidden"
+    assert denied.status_code == 403
+    assert error_code(denied) == "forbidden"
     assert "system:serviceaccount:dw-clients:denied" in denied.json()["error"]["message"]
 
     allowed = tokens["allowed"]
@@ -139,14 +157,17 @@ def test_who_may_call_the_facade(notifier: NotifierProcess, tokens: dict[str, st
     created = call(notifier, "POST", BASE, token=allowed, json=body)
     assert created.status_code == 201, created.text
     assert call(notifier, "GET", f"{BASE}/sub-1", token=allowed).status_code == 200
-    updated = call(notifier, "PUT", f"{BASE}/sub-1", token=allowed, json={**body, "metadata": {"a": "b"}})
+    updated = call(
+        notifier, "PUT", f"{BASE}/sub-1", token=allowed, json={**body, "metadata": {"a": "b"}}
+    )
     assert updated.status_code == 200, updated.text
 
     reader = tokens["reader"]  # get and list only: per-verb authorisation
     assert call(notifier, "GET", f"{BASE}/sub-1", token=reader).status_code == 200
     assert call(notifier, "GET", BASE, token=reader).status_code == 200
     refused = call(notifier, "DELETE", f"{BASE}/sub-1", token=reader)
-    assert refused.status_code == 403 and error_code(refused) == "forbidden"
+    assert refused.status_code == 403
+    assert error_code(refused) == "forbidden"
     assert call(notifier, "POST", BASE, token=reader, json=body).status_code == 403
 
     assert call(notifier, "DELETE", f"{BASE}/sub-1", token=allowed).status_code == 202

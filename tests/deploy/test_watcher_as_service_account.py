@@ -92,7 +92,9 @@ def watched_namespace(rbac_admin: ApiClient) -> Iterator[str]:
 
 @pytest.fixture
 def sa_kubeconfig(
-    rbac_kube: LocalKubeServer, rbac_admin: ApiClient, watcher_objects: dict[str, Any],
+    rbac_kube: LocalKubeServer,
+    rbac_admin: ApiClient,
+    watcher_objects: dict[str, Any],
     tmp_path: Path,
 ) -> Path:
     account = watcher_objects["spec"]["template"]["spec"]["serviceAccountName"]
@@ -199,9 +201,11 @@ def test_a_kind_outside_the_role_is_refused_without_a_crash_loop(
             lambda rs: events.objects("LISTED", "ADDED", name="granted"), what="granted kinds"
         )
         time.sleep(8)  # long enough for a crash loop or a tight retry loop to show
-        assert watcher.process is not None and watcher.process.poll() is None, watcher.logs()
+        assert watcher.process is not None
+        assert watcher.process.poll() is None, watcher.logs()
         refusals = [
-            line for line in watcher.logs().splitlines()
+            line
+            for line in watcher.logs().splitlines()
             if "secrets is forbidden" in line and "403" in line
         ]
         assert refusals, watcher.logs()
@@ -237,8 +241,10 @@ def test_a_refused_kind_shows_in_a_metric_and_does_not_hold_readiness(
             except httpx.HTTPError:
                 continue
             metric = [
-                line for line in text.splitlines()
-                if not line.startswith("#") and 'kind="v1/Secret"' in line
+                line
+                for line in text.splitlines()
+                if not line.startswith("#")
+                and 'kind="v1/Secret"' in line
                 and re.search(r"forbidden|403", line)
             ]
         assert metric, "no metric names the refused kind"

@@ -134,13 +134,13 @@ class AccessReview:
 
         api: Any
         if settings.kubeconfig:
-            api = kube_config.new_client_from_config(config_file=settings.kubeconfig)
+            api = kube_config.new_client_from_config(config_file=settings.kubeconfig)  # type: ignore[no-untyped-call]
         else:
             try:
-                kube_config.load_incluster_config()
+                kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
                 api = ApiClient()
             except kube_config.ConfigException:
-                api = kube_config.new_client_from_config()
+                api = kube_config.new_client_from_config()  # type: ignore[no-untyped-call]
         return cls(api, settings.api_auth_cache_ttl_s)
 
     async def check(self, request: Request, verb: str) -> Response | None:
@@ -151,8 +151,11 @@ class AccessReview:
             if caller is None:
                 AUTH_REQUESTS.labels("unauthenticated").inc()
                 why = "no bearer token" if token is None else "the token is not valid"
-                response = ApiError(401, "unauthenticated", f"{why}: send Authorization: "
-                                    "Bearer <a Kubernetes ServiceAccount token>").response()
+                response = ApiError(
+                    401,
+                    "unauthenticated",
+                    f"{why}: send Authorization: Bearer <a Kubernetes ServiceAccount token>",
+                ).response()
                 response.headers["WWW-Authenticate"] = 'Bearer realm="deltawatch"'
                 return response
             if not await self._authorize(caller, verb):

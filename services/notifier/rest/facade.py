@@ -5,7 +5,8 @@ The only module of the facade that does I/O. Each route is a thin step: translat
 directory to catch up, and map the outcome to HTTP; every failure of an edge becomes an
 :class:`~.errors.ApiError`. Routes answer 503 ``not-ready`` until :meth:`RestFacade.start`
 (after the caller's token and verb were checked when ``DELTAWATCH_API_AUTH=kubernetes``,
-:mod:`.access_review`), and every answer is counted and timed by route template, so the metrics stay low-cardinal.
+:mod:`.access_review`), and every answer is counted and timed by route template, so the
+metrics stay low-cardinal.
 """
 
 from __future__ import annotations

@@ -53,7 +53,7 @@ app.kubernetes.io/component: {{ .worker }}
 
 {{- define "deltawatch.image" -}}
 {{- $values := index .root.Values .worker }}
-{{- $repository := default (printf "%s-%s" .root.Values.image.repository .worker) $values.image.repository }}
+{{- $repository := default (printf "%s/%s" .root.Values.image.repository .worker) $values.image.repository }}
 {{- $tag := default (default .root.Chart.AppVersion .root.Values.image.tag) $values.image.tag }}
 {{- printf "%s:%s" $repository $tag }}
 {{- end }}
