@@ -91,11 +91,15 @@ def test_the_dry_run_really_validates(
     """The check above would pass on a server that accepted anything: show it refuses."""
     ensure_namespace(rbac_admin, "dw-invalid")
     objects = helm.template(namespace="dw-invalid")
-    statefulset: dict[str, Any] = copy.deepcopy(
-        next(o for o in objects if o["kind"] == "StatefulSet")
-    )
-    statefulset["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = 70000
+    statefulset: dict[str, Any] = next(o for o in objects if o["kind"] == "StatefulSet")
+    mismatched = copy.deepcopy(statefulset)  # its pods would not be its own
+    mismatched["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/component"] = "x"
     with pytest.raises(DynamicApiError) as refused:
-        apply(dynamic, statefulset, dry_run=True)
+        apply(dynamic, mismatched, dry_run=True)
     assert refused.value.status == 422
-    assert "containerPort" in refused.value.summary()
+    assert "selector" in refused.value.summary()
+    misspelt = copy.deepcopy(statefulset)  # a key the API does not know
+    misspelt["spec"]["template"]["spec"]["containers"][0]["readinesProbe"] = {}
+    with pytest.raises(DynamicApiError) as unknown:
+        apply(dynamic, misspelt, dry_run=True)
+    assert "readinesProbe" in unknown.value.summary()
