@@ -9,14 +9,18 @@ test_chart_render.py instead.
 
 from __future__ import annotations
 
+import base64
 import copy
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
+from kubernetes import client as kube_client
 from kubernetes.client import ApiClient
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError
 
+from deltawatch_tools.localkube import LocalKubeServer
 from tests.deploy.conftest import CHART, Helm, apply, ensure_namespace
 
 pytestmark = pytest.mark.deploy
@@ -103,3 +107,32 @@ def test_the_dry_run_really_validates(
     with pytest.raises(DynamicApiError) as unknown:
         apply(dynamic, misspelt, dry_run=True)
     assert "readinesProbe" in unknown.value.summary()
+
+
+def test_install_then_upgrade_keeps_the_generated_secret_key(
+    helm: Helm, rbac_kube: LocalKubeServer, rbac_admin: ApiClient
+) -> None:
+    """``helm install`` and ``helm upgrade`` for real: the key generated at install is found
+    by ``lookup`` and kept, so subscription secrets sealed with it stay readable."""
+    namespace = "dw-install"
+    ensure_namespace(rbac_admin, namespace)
+    target = ("--kubeconfig", str(rbac_kube.kubeconfig), "--namespace", namespace)
+    core = kube_client.CoreV1Api(rbac_admin)
+
+    def key() -> str:
+        secret = core.read_namespaced_secret("dw-deltawatch-secret-key", namespace)
+        return base64.b64decode(secret.data["secret-key"]).decode()
+
+    helm.run("install", "dw", str(CHART), *target)
+    try:
+        installed = key()
+        Fernet(installed.encode())
+        helm.run("upgrade", "dw", str(CHART), *target, "--set", "differ.replicas=3")
+        assert key() == installed
+        statefulset = kube_client.AppsV1Api(rbac_admin).read_namespaced_stateful_set(
+            "dw-deltawatch-differ", namespace
+        )
+        assert statefulset.spec.replicas == 3
+    finally:
+        helm.run("uninstall", "dw", *target)
+    assert key() == installed, "helm.sh/resource-policy: keep"
