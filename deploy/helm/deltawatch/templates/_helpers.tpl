@@ -152,10 +152,10 @@ metadata:
     {{- with $values.podLabels }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+  {{- with $values.podAnnotations }}
   annotations:
-    {{- with $values.podAnnotations }}
     {{- toYaml . | nindent 4 }}
-    {{- end }}
+  {{- end }}
 spec:
   serviceAccountName: {{ include "deltawatch.serviceAccountName" . }}
   automountServiceAccountToken: {{ ne .worker "differ" }}
@@ -180,10 +180,10 @@ spec:
           containerPort: {{ $values.httpPort }}
           protocol: TCP
       env:
-        {{- include "deltawatch.commonEnv" $root | nindent 8 }}
+        {{- include "deltawatch.commonEnv" $root | trim | nindent 8 }}
         - name: DELTAWATCH_HTTP_PORT
           value: {{ $values.httpPort | quote }}
-        {{- include (printf "deltawatch.%s.env" .worker) $root | nindent 8 }}
+        {{- include (printf "deltawatch.%s.env" .worker) $root | trim | nindent 8 }}
         {{- with $values.extraEnv }}
         {{- toYaml . | nindent 8 }}
         {{- end }}
