@@ -9,6 +9,9 @@ api-client ClusterRole, one read-only (get, list), one bound to nothing.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -191,3 +194,24 @@ def test_probes_metrics_and_the_document_stay_open(
     # answered from the cache.
     assert 'deltawatch_notifier_rest_auth_reviews_total{review="token",source="cache"} 2.0' in text
     assert 'deltawatch_notifier_rest_auth_reviews_total{review="access",source="cache"} 2.0' in text
+
+
+def test_auth_without_a_kubernetes_client_is_a_configuration_error(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if k != "KUBECONFIG"},
+        "DELTAWATCH_API_AUTH": "kubernetes",
+        "KUBECONFIG": str(tmp_path / "missing"),
+        "HOME": str(tmp_path),
+        "DELTAWATCH_HTTP_PORT": "0",
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "services.notifier"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "configuration error: DELTAWATCH_API_AUTH=kubernetes" in result.stderr

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import sys
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -133,14 +134,22 @@ class AccessReview:
         from kubernetes.client import ApiClient
 
         api: Any
-        if settings.kubeconfig:
-            api = kube_config.new_client_from_config(config_file=settings.kubeconfig)  # type: ignore[no-untyped-call]
-        else:
-            try:
-                kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
-                api = ApiClient()
-            except kube_config.ConfigException:
-                api = kube_config.new_client_from_config()  # type: ignore[no-untyped-call]
+        try:
+            if settings.kubeconfig:
+                api = kube_config.new_client_from_config(config_file=settings.kubeconfig)  # type: ignore[no-untyped-call]
+            else:
+                try:
+                    kube_config.load_incluster_config()  # type: ignore[no-untyped-call]
+                    api = ApiClient()
+                except kube_config.ConfigException:
+                    api = kube_config.new_client_from_config()  # type: ignore[no-untyped-call]
+        except Exception as exc:  # an unusable kubeconfig is a configuration error: exit 2
+            print(
+                "deltawatch-notifier: configuration error: DELTAWATCH_API_AUTH=kubernetes needs "
+                f"a Kubernetes client (in-cluster or KUBECONFIG): {exc}",
+                file=sys.stderr,
+            )
+            raise SystemExit(2) from None
         return cls(api, settings.api_auth_cache_ttl_s)
 
     async def check(self, request: Request, verb: str) -> Response | None:
