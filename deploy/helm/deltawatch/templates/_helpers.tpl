@@ -69,7 +69,8 @@ app.kubernetes.io/component: {{ .worker }}
 {{/* The plural of a kind as kubectl guesses it (UnsafeGuessKindToResource). */}}
 {{- define "deltawatch.plural" -}}
 {{- $kind := lower . }}
-{{- if hasSuffix "s" $kind }}{{ $kind }}es
+{{- if eq $kind "endpoints" }}endpoints
+{{- else if hasSuffix "s" $kind }}{{ $kind }}es
 {{- else if and (hasSuffix "y" $kind) (not (regexMatch "[aeiou]y$" $kind)) }}{{ trimSuffix "y" $kind }}ies
 {{- else }}{{ $kind }}s
 {{- end }}
