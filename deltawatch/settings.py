@@ -232,6 +232,15 @@ class NotifierSettings(CommonSettings):
     delivery_concurrency: int = Field(
         500, validation_alias=_env("DELTAWATCH_DELIVERY_CONCURRENCY"), ge=1, le=100000
     )
+    # Who may call the REST facade: "none" (anyone who reaches the port) or "kubernetes"
+    # (a bearer token checked with TokenReview, each verb with SubjectAccessReview).
+    api_auth: Literal["none", "kubernetes"] = Field(
+        "none", validation_alias=_env("DELTAWATCH_API_AUTH")
+    )
+    api_auth_cache_ttl_s: float = Field(
+        10.0, validation_alias=_env("DELTAWATCH_API_AUTH_CACHE_TTL_S"), ge=0, le=3600
+    )
+    kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
 
     @field_validator("secret_key")
     @classmethod
