@@ -40,6 +40,10 @@ class ResourceExpired(KubeError):
     """410 Gone / Expired: the resourceVersion or continue token is too old; relist."""
 
 
+class AccessDenied(KubeError):
+    """401 / 403: the watcher's credentials may not do this; retrying soon will not help."""
+
+
 class KindNotServed(KubeError):
     """Discovery does not (yet) know the kind: its CRD may not exist yet."""
 
@@ -117,6 +121,8 @@ def _get_json(api: ApiClient, path: str, query: Mapping[str, str]) -> Obj:
             raise ResourceExpired(f"GET {path}: {response.status} {decoded.get('message')}")
         if response.status == 404:
             raise KindNotServed(f"GET {path}: 404")
+        if response.status in (401, 403):
+            raise AccessDenied(f"GET {path}: {response.status} {decoded.get('message', '')}")
         raise KubeError(f"GET {path}: {response.status} {decoded.get('message', '')}")
     if not isinstance(decoded, dict):
         raise KubeError(f"GET {path}: answer is not a JSON object")
@@ -219,5 +225,7 @@ def open_watch(
             raise ResourceExpired(f"WATCH {path} from {resource_version}: {response.status}")
         if response.status == 404:
             raise KindNotServed(f"WATCH {path}: 404")
+        if response.status in (401, 403):
+            raise AccessDenied(f"WATCH {path}: {response.status} {body.get('message', '')}")
         raise KubeError(f"WATCH {path}: {response.status} {body.get('message', '')}")
     return WatchStream(response, path)

@@ -34,10 +34,19 @@ from deltawatch.logs import get_logger
 from services.watcher import kube_api
 from services.watcher.backoff import Backoff
 from services.watcher.kinds import WatchTarget
-from services.watcher.kube_api import KindNotServed, KubeError, ResourceExpired, ServedKind
+from services.watcher.kube_api import (
+    AccessDenied,
+    KindNotServed,
+    KubeError,
+    ResourceExpired,
+    ServedKind,
+)
 from services.watcher.records import ListReason, ListRun, Obj
 
 WATCH_EVENT_TYPES = {"ADDED", "MODIFIED", "DELETED"}
+ACCESS_RETRY_S = 30.0
+"""How often a refused kind is tried again: RBAC changes are rare, and each try is logged by
+the API server's audit log."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +89,8 @@ class Hooks:
     on_not_served: Callable[[str], None] = lambda _reason: None
     on_watch_restart: Callable[[str], None] = lambda _cause: None
     on_stream: Callable[[kube_api.WatchStream | None], None] = lambda _stream: None
+    on_access: Callable[[bool], None] = lambda _allowed: None
+    """False when a list or watch was refused (401/403), True when one succeeds after that."""
 
 
 @dataclass
@@ -93,6 +104,8 @@ class ListWatch:
     hooks: Hooks = field(default_factory=Hooks)
     backoff: Backoff = field(default_factory=Backoff)
     resource_version: str = ""
+    denied: bool = False
+    """The last list or watch of this kind was refused (401/403)."""
 
     def __post_init__(self) -> None:
         self.log = get_logger("watcher.listwatch").bind(target=str(self.target))
@@ -114,10 +127,29 @@ class ListWatch:
                 self.hooks.on_not_served(str(exc))
                 served = None
                 reason = "error"
+            except AccessDenied as exc:
+                self._refused(exc)
+                reason = "error"
             except KubeError as exc:
                 self.log.warning("list failed; relisting", error=str(exc))
                 reason = "error"
                 self._pause()
+
+    def _refused(self, exc: AccessDenied) -> None:
+        """The role does not allow this kind: say so once, then ask again now and then.
+
+        Not a crash and not a tight loop: the other kinds go on, readiness is not held back
+        (the hook), and a role granted later is picked up at the next try.
+        """
+        if not self.denied:
+            self.log.error(
+                "access denied: the watcher's role does not allow list/watch of this kind; "
+                f"retrying every {ACCESS_RETRY_S:g} s until it does",
+                error=str(exc),
+            )
+        self.denied = True
+        self.hooks.on_access(False)
+        self.stop.wait(ACCESS_RETRY_S)
 
     def discover(self) -> ServedKind | None:
         """The kind as served, retrying with backoff while unknown; None when stopped."""
@@ -150,6 +182,10 @@ class ListWatch:
             self.log.info("continue token expired; relisting", error=str(exc))
             return "expired"
         self.backoff.reset()
+        if self.denied:
+            self.denied = False
+            self.log.info("access granted; listed")
+            self.hooks.on_access(True)
         while not self.stop.is_set():
             opened = time.monotonic()
             try:

@@ -83,6 +83,11 @@ class WatcherMetrics:
             "deltawatch_watcher_watches",
             "Watch targets running (kind x namespace).",
         )
+        self.kind_forbidden = gauge(
+            "deltawatch_watcher_kind_forbidden",
+            "1 while the watcher's credentials are refused (401/403) listing or watching the kind.",
+            ["kind"],
+        )
         self.kind_served = gauge(
             "deltawatch_watcher_kind_served",
             "1 when discovery found the kind, 0 while the server does not serve it.",

@@ -75,6 +75,7 @@ class TargetWatch:
                     self.kind, cause
                 ).inc(),
                 on_stream=self._on_stream,
+                on_access=self._on_access,
             ),
         )
         self._thread = threading.Thread(target=self._run, name=f"watch {target}", daemon=True)
@@ -107,6 +108,14 @@ class TargetWatch:
         self.health.met("kubernetes")  # a 404 from discovery is an answer too
         self.metrics.kind_served.labels(self.kind).set(0)
         self.health.met(self.condition)
+
+    def _on_access(self, allowed: bool) -> None:
+        self.metrics.kind_forbidden.labels(self.kind).set(0 if allowed else 1)
+        if not allowed:
+            # Refused is an answer: a watcher whose role lacks one kind still serves the others,
+            # and holding readiness would keep it out of service for good.
+            self.health.met("kubernetes")
+            self.health.met(self.condition)
 
     def _on_stream(self, stream: kube_api.WatchStream | None) -> None:
         self._stream = stream

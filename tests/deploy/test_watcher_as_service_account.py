@@ -215,12 +215,6 @@ def test_a_kind_outside_the_role_is_refused_without_a_crash_loop(
         watcher.kill()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="watcher today (services/watcher/listwatch.py ListWatch.run): a 403 on LIST is a "
-    "plain KubeError, retried with backoff (cap 10 s) and logged 'list failed; relisting'; no "
-    "metric counts it, and its target's 'listed:' condition holds /readyz at 503 forever",
-)
 def test_a_refused_kind_shows_in_a_metric_and_does_not_hold_readiness(
     watcher_objects: dict[str, Any],
     sa_kubeconfig: Path,
