@@ -3,7 +3,8 @@
 The record is the one contract between the watcher and the differ, so every field is filled
 here, in one place: the object travels as JSON text without ``metadata.managedFields`` (large,
 changes on every write, never part of a delta), objects are keyed by their instance-id, and
-list markers carry no key because they go to every partition.
+list markers carry no key because they go to every partition. ``leader_epoch`` is the Lease's
+``leaseTransitions`` of the term that observed it (None without leader election).
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def object_record(
     cluster: str,
     observed_at: datetime,
     list_run: ListRun | None = None,
+    leader_epoch: int | None = None,
 ) -> Obj:
     metadata = obj.get("metadata") or {}
     return {
@@ -61,6 +63,7 @@ def object_record(
         "list_id": list_run.list_id if list_run else None,
         "list_reason": list_run.reason if list_run else None,
         "object": json.dumps(without_managed_fields(obj), separators=(",", ":")),
+        "leader_epoch": leader_epoch,
     }
 
 
@@ -72,6 +75,7 @@ def marker_record(
     cluster: str,
     observed_at: datetime,
     namespaced: bool = True,
+    leader_epoch: int | None = None,
 ) -> Obj:
     """A list marker; ``namespace`` is the namespace the list covered (None: all of them)."""
     return {
@@ -89,4 +93,5 @@ def marker_record(
         "list_id": list_run.list_id,
         "list_reason": list_run.reason,
         "object": None,
+        "leader_epoch": leader_epoch,
     }

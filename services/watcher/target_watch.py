@@ -46,6 +46,7 @@ class TargetWatch:
         page_size: int,
         watch_timeout_s: int,
         cluster_scope_owner: bool = True,
+        leader_epoch: int | None = None,
     ) -> None:
         self.target = target
         self.kind = str(target.gvk)
@@ -55,6 +56,7 @@ class TargetWatch:
         self.health = health
         self.cluster = cluster
         self.cluster_scope_owner = cluster_scope_owner
+        self.leader_epoch = leader_epoch
         self.condition = f"listed:{target}"
         self.stop = threading.Event()
         self.index = InstanceIndex(instance_label)
@@ -165,6 +167,7 @@ class TargetWatch:
                 cluster=self.cluster,
                 observed_at=now,
                 list_run=observation.run,
+                leader_epoch=self.leader_epoch,
             )
             return self._enqueue(record, instance, EventType.LISTED)
         if isinstance(observation, ListBegan):
@@ -201,12 +204,19 @@ class TargetWatch:
             cluster=self.cluster,
             observed_at=now,
             namespaced=served.namespaced,
+            leader_epoch=self.leader_epoch,
         )
         return self._enqueue(record, None, event_type, on_delivered)
 
     def _put(self, event_type: EventType, obj: Obj, instance: str, now: datetime) -> bool:
         record = object_record(
-            event_type, self.target, obj, instance, cluster=self.cluster, observed_at=now
+            event_type,
+            self.target,
+            obj,
+            instance,
+            cluster=self.cluster,
+            observed_at=now,
+            leader_epoch=self.leader_epoch,
         )
         # Only watched changes time the first hop: a list's objects are state, not changes.
         return self._enqueue(record, instance, event_type, observed_at=now.timestamp())
