@@ -1,0 +1,83 @@
+"""The differ's fence by watcher leader epoch, and its state in the changelog."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from deltawatch.resource_identity import EventType
+from services.differ.changelog_codec import SnapshotBuilder, encode_epochs, encode_snapshot
+from services.differ.leader_fence import BatchFence
+from services.differ.resource_event import ResourceEvent
+from services.differ.snapshot import PartitionSnapshot
+
+
+def event(cluster: str, epoch: int | None, name: str = "a") -> ResourceEvent:
+    return ResourceEvent(
+        type=EventType.MODIFIED,
+        cluster=cluster,
+        instance_id="inst",
+        group="",
+        version="v1",
+        kind="ConfigMap",
+        namespace="ns",
+        name=name,
+        uid="u",
+        observed_at=datetime(2026, 12, 7, tzinfo=UTC),
+        list_id=None,
+        object={},
+        leader_epoch=epoch,
+    )
+
+
+def test_a_lower_epoch_after_a_higher_one_is_dropped_and_counted() -> None:
+    fence = BatchFence({})
+    events = [event("east", 3, "a"), event("east", 4, "b"), event("east", 3, "c")]
+    assert [e.name for e in fence.admitted(events)] == ["a", "b"]
+    assert fence.dropped == {("east", 3): 1}
+    assert fence.writes == {"east": 4}
+
+
+def test_clusters_are_fenced_apart_and_null_epochs_always_pass() -> None:
+    fence = BatchFence({"east": 9})
+    assert fence.admit("west", 1)  # another cluster's lease, another count
+    assert fence.admit("east", None)  # no leader election
+    assert fence.admit("east", 9)  # the same term goes on
+    assert not fence.admit("east", 8)
+    assert fence.writes == {"west": 1}
+
+
+def test_the_partition_state_changes_only_on_commit() -> None:
+    committed = {"east": 2}
+    fence = BatchFence(committed)
+    assert fence.admit("east", 5)
+    assert committed == {"east": 2}  # an aborted batch leaves nothing behind
+    fence.commit_to(committed)
+    assert committed == {"east": 5}
+    assert not BatchFence(committed).admit("east", 4)
+
+
+def test_each_partition_keeps_its_own_highest_epoch() -> None:
+    """A partition that has not yet seen the new term still admits the old one's records:
+    on it, they are not later than anything of the new term."""
+    partitions = {0: {"east": 5}, 1: {"east": 4}}
+    assert not BatchFence(partitions[0]).admit("east", 4)
+    assert BatchFence(partitions[1]).admit("east", 4)
+
+
+def test_the_highest_epochs_survive_a_restore_from_the_changelog() -> None:
+    builder = SnapshotBuilder("default")
+    for key, value in encode_epochs({"east": 3, "west": 1}):
+        builder.apply(key, value)
+    for key, value in encode_epochs({"east": 7}):
+        builder.apply(key, value)
+    assert builder.snapshot.leader_epochs == {"east": 7, "west": 1}
+    assert not BatchFence(builder.snapshot.leader_epochs).admit("east", 6)
+    snapshot = PartitionSnapshot(leader_epochs={"east": 7})
+    again = SnapshotBuilder("default")
+    for key, value in encode_snapshot(snapshot):
+        again.apply(key, value)
+    assert again.snapshot.leader_epochs == {"east": 7}
+
+
+def test_the_epoch_record_key_and_value() -> None:
+    assert encode_epochs({"east": 3}) == [(b'["e","east"]', b'{"epoch":3}')]
