@@ -141,22 +141,32 @@ def start_pipeline(
     leadership = Leadership(
         supervisor, publisher, health, metrics, cluster=settings.cluster, lease=lease
     )
-    election = None
-    if elector is None:
-        leadership.lead(None)
-    else:
-        leadership.stand_by()
-        election = LeaderElection(
-            api,
-            elector,
-            namespace=settings.lease_namespace,
-            name=settings.lease_name,
-            on_started=leadership.lead,
-            on_stopped=leadership.stand_by,
-            on_answer=lambda: health.met("kubernetes"),
-        )
+    election = _election(settings, api, elector, leadership, health)
     return Pipeline(
         outbox, publisher, feed, subscription_kinds, supervisor, leadership, election, fatal
+    )
+
+
+def _election(
+    settings: WatcherSettings,
+    api: ApiClient,
+    elector: LeaseElector | None,
+    leadership: Leadership,
+    health: HealthState,
+) -> LeaderElection | None:
+    """The election loop (not started yet); without leader election the process just leads."""
+    if elector is None:
+        leadership.lead(None)
+        return None
+    leadership.stand_by()
+    return LeaderElection(
+        api,
+        elector,
+        namespace=settings.lease_namespace,
+        name=settings.lease_name,
+        on_started=leadership.lead,
+        on_stopped=leadership.stand_by,
+        on_answer=lambda: health.met("kubernetes"),
     )
 
 
