@@ -147,7 +147,11 @@ def make_pair(
         env = lease_env(topic_env, kubeconfig, kube_namespace, **lease)
         first = start_watcher(env, wait_ready=False)
         second = start_watcher({**env, "DELTAWATCH_HTTP_PORT": str(free_port())}, wait_ready=False)
-        differ = DifferProcess(differ_env(topic_env), "tx-pair", tmp_path / "differ.log").start()
+        # One record per transaction: a stale record's effect cannot hide inside a batch's net
+        # change (v3 -> v2 -> v3 would be no change at all).
+        differ = DifferProcess(
+            differ_env(topic_env, DELTAWATCH_BATCH_MAX="1"), "tx-pair", tmp_path / "differ.log"
+        ).start()
         for watcher in (first, second):
             watcher.wait_ready()
         differ.wait_ready()
