@@ -32,6 +32,7 @@ RECORD: dict[str, Any] = {
     "list_id": None,
     "list_reason": None,
     "object": json.dumps({"metadata": {"name": "web"}, "spec": {"replicas": 3}}),
+    "leader_epoch": 7,
 }
 
 

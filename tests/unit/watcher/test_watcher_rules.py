@@ -229,7 +229,14 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
     record = serde.decode(
         serde.encode(
             object_record(
-                EventType.LISTED, target, obj, "inst-1", cluster="c1", observed_at=at, list_run=run
+                EventType.LISTED,
+                target,
+                obj,
+                "inst-1",
+                cluster="c1",
+                observed_at=at,
+                list_run=run,
+                leader_epoch=3,
             )
         )
     )
@@ -248,6 +255,7 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
         "list_id": "L1",
         "list_reason": "expired",
         "object": record["object"],
+        "leader_epoch": 3,
     }
     shipped = json.loads(record["object"])
     assert "managedFields" not in shipped["metadata"]
@@ -258,6 +266,7 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
         serde.encode(marker_record(EventType.LIST_END, target, run, cluster="c1", observed_at=at))
     )
     assert marker["type"] == "LIST_END"
+    assert marker["leader_epoch"] is None  # no leader election
     assert marker["instance_id"] is None
     assert marker["object"] is None
     assert marker["name"] is None
