@@ -237,8 +237,8 @@ class DifferLoop:
                 yield _output(deltas, partition, synced_record(notice))
             for key, value in encode_outcome(outcome):
                 yield OutputRecord(changelog, partition, key, value)
-            for key, epoch in encode_epochs(fences[partition].writes):
-                yield OutputRecord(changelog, partition, key, epoch)
+            for key, value in encode_epochs(fences[partition].writes):
+                yield OutputRecord(changelog, partition, key, value)
         for record in dead_letters:
             yield _output(self.topics.dlq, None, record)
 
