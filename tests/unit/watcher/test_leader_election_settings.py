@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from deltawatch.avro_serde import AvroSchema, AvroSerde, load_schema
 from deltawatch.settings import SettingsError, WatcherSettings, load_settings
 
 
@@ -59,24 +58,3 @@ def test_bad_values_name_their_variable(
     message = str(error.value)
     assert message.startswith(f"{variable}: ")
     assert "\n" not in message
-
-
-def test_a_reader_upgraded_first_decodes_records_of_the_schema_before_leader_epoch() -> None:
-    raw = load_schema("resource-event.avsc")
-    before = dict(raw, fields=[f for f in raw["fields"] if f["name"] != "leader_epoch"])
-    old_writer = AvroSerde(AvroSchema(before), "t")
-    record = {
-        "type": "LIST_BEGIN",
-        "cluster": "east",
-        "group": "",
-        "version": "v1",
-        "kind": "Pod",
-        "resource_version": "1",
-        "observed_at": 0,
-        "list_id": "l-1",
-    }
-    reader = AvroSerde.from_file("resource-event.avsc", "t", None)
-    reader.accept_earlier_writer(("leader_epoch",))
-    decoded = reader.decode(old_writer.encode(record))
-    assert decoded["leader_epoch"] is None
-    assert decoded["list_id"] == "l-1"
