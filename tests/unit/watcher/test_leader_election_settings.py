@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from deltawatch import settings as settings_module
 from deltawatch.settings import SettingsError, WatcherSettings, load_settings
 
 
@@ -22,16 +25,28 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("DELTAWATCH_CLUSTER", "east")
+    monkeypatch.setattr(settings_module, "IN_CLUSTER_NAMESPACE_FILE", tmp_path / "absent")
     settings = load_settings(WatcherSettings)
     assert settings.leader_election is False
     assert settings.lease_name == "deltawatch-watcher-east"
-    assert settings.lease_namespace == "default"  # no in-cluster namespace file here
+    assert settings.lease_namespace == "default"  # not in a pod
     assert (settings.lease_duration_s, settings.lease_renew_deadline_s) == (15, 10.0)
     assert settings.lease_retry_period_s == 2.0
     other = load_settings(WatcherSettings)
     assert settings.watcher_identity != other.watcher_identity  # unique per process start
+
+
+def test_in_a_pod_the_lease_lives_in_the_pods_namespace(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    namespace_file = tmp_path / "namespace"
+    namespace_file.write_text("deltawatch\n")
+    monkeypatch.setattr(settings_module, "IN_CLUSTER_NAMESPACE_FILE", namespace_file)
+    assert load_settings(WatcherSettings).lease_namespace == "deltawatch"
+    monkeypatch.setenv("DELTAWATCH_LEASE_NAMESPACE", "elsewhere")
+    assert load_settings(WatcherSettings).lease_namespace == "elsewhere"
 
 
 @pytest.mark.parametrize(
