@@ -152,9 +152,14 @@ class LeaderElection:
             with self._round_lock:
                 if self._stop.is_set():
                     return
+                self._end_term_if_over(started)
                 self._round(started)
                 self._end_term_if_over(time.monotonic())
-            self._stop.wait(max(0.0, period - (time.monotonic() - started)))
+            pause = period - (time.monotonic() - started)
+            until = self.elector.leading_until
+            if until is not None:  # wake at the deadline: the role must not outlive the term
+                pause = min(pause, until - time.monotonic())
+            self._stop.wait(max(0.0, pause))
 
     def _round(self, started: float) -> None:
         """One read + (maybe) write; a failure only means this round did not renew."""

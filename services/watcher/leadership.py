@@ -63,17 +63,19 @@ class Leadership:
 
     def stand_by(self, reason: str | None = None) -> None:
         """Stop the watches and drop what they queued; ``reason`` None: not led before."""
+        # The role says standby at once: the publisher's gate already refuses this term's
+        # records, whatever the watches still do while they stop.
+        self.metrics.leader.set(0)
+        self.health.describe("role", "standby")
+        if reason is not None:
+            self.metrics.leader_transitions.labels("standby").inc()
+            self.log.info("lost leadership", reason=reason)
         with self._lock:
             self.leading = False
             self.epoch = None
             self.supervisor.stop_all(STOP_WATCHES_S)
             dropped = self.publisher.drop_pending()
-        self.metrics.leader.set(0)
-        self.health.describe("role", "standby")
-        if reason is not None:
-            self.metrics.leader_transitions.labels("standby").inc()
-            self.log.info("lost leadership", reason=reason, dropped=dropped)
-        self.log.info("standing by")
+        self.log.info("standing by", dropped=dropped)
 
     def reconcile(self, desired: frozenset[WatchTarget]) -> None:
         """The watch targets wanted now; they run only while leading."""

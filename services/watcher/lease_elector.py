@@ -106,6 +106,11 @@ class LeaseElector:
 
     # -- whether we lead -----------------------------------------------------------------------
 
+    @property
+    def leading_until(self) -> float | None:
+        """The monotonic instant the current term ends unless renewed; None as a candidate."""
+        return self._leading_until
+
     def leads_at(self, now: float) -> bool:
         until = self._leading_until
         return until is not None and now < until

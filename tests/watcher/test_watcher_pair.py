@@ -10,6 +10,7 @@ are printed (``-s``) and only bounded loosely; ``bench/watcher_failover.py`` mea
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -25,8 +26,10 @@ from kubernetes.client.exceptions import ApiException
 
 from deltawatch_tools.local_state import free_port
 from deltawatch_tools.localkube import ops
+from deltawatch_tools.localkube.server import LocalKubeServer
 from tests.differ.harness import DifferProcess, TopicReader, differ_env, fold_state, wait_until
 from tests.watcher.conftest import LABEL, WatcherProcess, configmap, watcher_env
+from tests.watcher.fault_proxy import FaultProxy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.kube]
 
@@ -143,9 +146,15 @@ def make_pair(
 ) -> Iterator[Callable[..., Pair]]:
     made: list[Pair] = []
 
-    def make(**lease: str) -> Pair:
+    def make(first_kubeconfig: Path | None = None, **lease: str) -> Pair:
+        """Two watchers; with ``first_kubeconfig`` the first (using it) leads before the
+        second starts."""
         env = lease_env(topic_env, kubeconfig, kube_namespace, **lease)
-        first = start_watcher(env, wait_ready=False)
+        if first_kubeconfig is None:
+            first = start_watcher(env, wait_ready=False)
+        else:
+            first = start_watcher({**env, "KUBECONFIG": str(first_kubeconfig)})
+            wait_role(first, "leader", 30)
         second = start_watcher({**env, "DELTAWATCH_HTTP_PORT": str(free_port())}, wait_ready=False)
         # One record per transaction: a stale record's effect cannot hide inside a batch's net
         # change (v3 -> v2 -> v3 would be no change at all).
@@ -166,6 +175,20 @@ def make_pair(
         for watcher in pair.watchers:  # a paused one must be able to die
             if watcher.process is not None and watcher.process.poll() is None:
                 os.kill(watcher.process.pid, signal.SIGCONT)
+
+
+def sample_roles(
+    watchers: list[WatcherProcess], until: Callable[[tuple[str | None, ...]], bool]
+) -> list[tuple[str | None, ...]]:
+    """Both roles, sampled together every few tens of milliseconds, until ``until``."""
+    samples: list[tuple[str | None, ...]] = []
+
+    def sample() -> bool:
+        samples.append(tuple(role(w) for w in watchers))
+        return until(samples[-1])
+
+    wait_until(sample, 15, "the roles to change")
+    return samples
 
 
 def wait_role(watcher: WatcherProcess, wanted: str, timeout_s: float) -> float:
@@ -255,7 +278,7 @@ def test_a_paused_leader_resumed_after_losing_the_lease_publishes_nothing(
         os.kill(old.process.pid, signal.SIGCONT)
     wait_role(old, "standby", 10)
     assert gauge(old, "deltawatch_watcher_leader") == 0
-    assert "lost leadership" in old.logs()
+    wait_until(lambda: "standing by" in old.logs().split("lost leadership", 1)[-1], 10, "log")
     pair.cm("x", "v4")  # after anything the old leader could still have sent
     pair.wait_deltas_match_truth()
 
@@ -269,3 +292,39 @@ def test_a_paused_leader_resumed_after_losing_the_lease_publishes_nothing(
     pair.cm("x", "v5")
     pair.assert_exactly_once()
     assert [value for name, _, value in pair.entries() if name == "x"][-1] == "v5"
+
+
+def test_a_leader_cut_off_from_the_api_server_stops_leading_before_the_standby_starts(
+    make_pair: Callable[..., Pair], kube_server: LocalKubeServer, tmp_path: Path
+) -> None:
+    """A network partition between the leader and the API server (Kafka still reachable): it
+    cannot renew, so it must stand by at its renew deadline (2 s), before the standby may take
+    the Lease (3 s after it last saw it change) — never two leaders at once."""
+    proxy = FaultProxy(int(kube_server.server_url.rsplit(":", 1)[1]))
+    try:
+        config = json.loads(kube_server.kubeconfig.read_text())
+        for cluster in config["clusters"]:
+            cluster["cluster"]["server"] = f"https://127.0.0.1:{proxy.port}"
+        proxied = tmp_path / "proxied-kubeconfig"
+        proxied.write_text(json.dumps(config))
+        pair = make_pair(first_kubeconfig=proxied)
+        cut_off, _ = pair.roles()
+        assert cut_off is pair.watchers[0]
+        pair.cm("y", "1")
+        pair.wait_deltas_match_truth()
+
+        proxy.cut()
+        pair.cm("y", "2")  # the cut-off leader cannot see it; the next leader's list will
+        samples = sample_roles(pair.watchers, until=lambda roles: roles[1] == "leader")
+        assert ("leader", "leader") not in samples, samples
+        assert samples[-1] == ("standby", "leader")
+        wait_until(
+            lambda: "lease not renewed within the renew deadline" in cut_off.logs(), 10, "the log"
+        )
+        pair.assert_exactly_once()
+        proxy.restore()
+        pair.cm("y", "3")
+        pair.assert_exactly_once()
+        assert role(cut_off) == "standby"
+    finally:
+        proxy.close()
