@@ -44,7 +44,7 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from deltawatch.kafka_clients import make_reader
+from deltawatch.kafka_clients import consume_available, make_reader
 from deltawatch.settings import CommonSettings
 
 __all__ = [
@@ -249,7 +249,7 @@ def read_to_end(
                 raise TableReadTimeout(
                     f"reading {topic} partitions {sorted(pending)} took over {timeout_s:g}s"
                 )
-            for message in reader.consume(RESTORE_BATCH, 0.5):
+            for message in consume_available(reader, RESTORE_BATCH, 0.5):
                 at = message.partition()
                 offset = message.offset()
                 if not positions.observe(message):
@@ -377,7 +377,7 @@ class TableFollower:
 
     def poll(self, max_messages: int, timeout_s: float) -> list[Message]:
         """The records that arrive within ``timeout_s`` (at most ``max_messages``)."""
-        return self.apply(self.reader.consume(max_messages, timeout_s))
+        return self.apply(consume_available(self.reader, max_messages, timeout_s))
 
     def read_restore(self, timeout_s: float, on_records: Callable[[list[Message]], None]) -> None:
         """Read until :attr:`restored`, handing records to ``on_records``; bounded."""

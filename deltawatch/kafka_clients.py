@@ -34,11 +34,39 @@ _MANUAL_OFFSETS: dict[str, Any] = {
 }
 
 
+GROUP_SESSION_TIMEOUT_MS = 10000
+"""How long the group waits for a silent member before giving its partitions to others.
+
+librdkafka's 45 s would be a 45 s blackout of a member that died for good (a scale-down, a
+lost node); a restarted member does not wait for it at all, since it rejoins under its static
+``group.instance.id``. Heartbeats come from librdkafka's own thread, so a long batch in Python
+does not miss them: 10 s (the broker allows 6 s and up) is safe. ``DELTAWATCH_KAFKA_CONFIG``
+may set another value."""
+
+_GROUP_DEFAULTS: dict[str, Any] = {"session.timeout.ms": GROUP_SESSION_TIMEOUT_MS}
+
+
+def session_timeout_s(settings: CommonSettings) -> float:
+    """The consumer groups' session timeout in effect (the operator's, else ours)."""
+    return float(settings.kafka_config.get("session.timeout.ms", GROUP_SESSION_TIMEOUT_MS)) / 1000
+
+
 def _client_config(
-    settings: CommonSettings, client_id: str, required: dict[str, Any], overrides: dict[str, Any]
+    settings: CommonSettings,
+    client_id: str,
+    required: dict[str, Any],
+    overrides: dict[str, Any],
+    defaults: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    # The caller's overrides come last: they are ours (tests, benches), never the operator's.
-    return {**base_config(settings), **required, "client.id": client_id, **overrides}
+    # Our defaults yield to the operator's properties; what correctness needs does not; the
+    # caller's overrides come last: they are ours (tests, benches), never the operator's.
+    return {
+        **(defaults or {}),
+        **base_config(settings),
+        **required,
+        "client.id": client_id,
+        **overrides,
+    }
 
 
 def make_producer(
@@ -81,7 +109,7 @@ def make_consumer(
         # transactional producer. A few idle fetches per second are the price.
         "fetch.wait.max.ms": 50,
     }
-    return Consumer(_client_config(settings, client_id, required, overrides))
+    return Consumer(_client_config(settings, client_id, required, overrides, _GROUP_DEFAULTS))
 
 
 def make_reader(
@@ -93,6 +121,10 @@ def make_reader(
         "group.id": f"{client_id}-unused",
         "isolation.level": "read_committed",
         "enable.partition.eof": True,
+        # The end of a read_committed partition is only known from a fetch that found nothing
+        # new, and the broker holds such a fetch for fetch.wait.max.ms: librdkafka's 500 ms
+        # would be added to every restore, however small.
+        "fetch.wait.max.ms": 25,
     }
     return Consumer(_client_config(settings, client_id, required, overrides))
 

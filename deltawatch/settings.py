@@ -308,6 +308,15 @@ class NotifierSettings(CommonSettings):
     delivery_concurrency: int = Field(
         500, validation_alias=_env("DELTAWATCH_DELIVERY_CONCURRENCY"), ge=1, le=100000
     )
+    # Who may call the REST facade: "none" (anyone who reaches the port) or "kubernetes"
+    # (a bearer token checked with TokenReview, each verb with SubjectAccessReview).
+    api_auth: Literal["none", "kubernetes"] = Field(
+        "none", validation_alias=_env("DELTAWATCH_API_AUTH")
+    )
+    api_auth_cache_ttl_s: float = Field(
+        10.0, validation_alias=_env("DELTAWATCH_API_AUTH_CACHE_TTL_S"), ge=0, le=3600
+    )
+    kubeconfig: str | None = Field(None, validation_alias=_env("KUBECONFIG"))
 
     @field_validator("secret_key")
     @classmethod
@@ -316,10 +325,15 @@ class NotifierSettings(CommonSettings):
             return None
         from cryptography.fernet import Fernet
 
-        try:
-            Fernet(value.get_secret_value().encode())
-        except (ValueError, TypeError):
-            raise ValueError("must be a Fernet key (url-safe base64 of 32 bytes)") from None
+        keys = [k.strip() for k in value.get_secret_value().split(",") if k.strip()]
+        for position, key in enumerate(keys, start=1):
+            try:
+                Fernet(key.encode())
+            except (ValueError, TypeError):
+                raise ValueError(
+                    f"key {position} of {len(keys)} is not a Fernet key "
+                    "(url-safe base64 of 32 bytes); several keys are comma-separated, newest first"
+                ) from None
         return value
 
     @field_validator("callback_allow_networks", "callback_deny_networks", mode="before")

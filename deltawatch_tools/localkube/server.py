@@ -13,7 +13,8 @@ Why it is shaped like this:
   only counts as ours if its kernel start time matches the one recorded at spawn time: a
   recycled PID is never signalled.
 * No kubelet or controller runs. The flags below are what such an API server needs:
-  AlwaysAllow authorization, a static bearer token in ``system:masters``, a service-account
+  AlwaysAllow authorization (``KubeOptions.authorization_mode`` selects RBAC instead), a
+  static bearer token in ``system:masters``, a service-account
   signing key (made once), no ServiceAccount admission, no endpoint reconciler.
 * Tests must provoke what a watcher has to survive, so the server exposes it: turning the
   watch cache off, the compaction interval, ``--min-request-timeout`` (the server closes
@@ -90,13 +91,17 @@ class KubeOptions:
     ``etcd_compaction_interval`` is a Go duration ("5m0s", "30s"; "0" disables the
     apiserver's own compaction). ``min_request_timeout`` is in seconds: the server ends each
     watch after a random time between it and twice it. ``extra_apiserver_args`` is passed
-    through verbatim (e.g. ``("--feature-gates=WatchList=true",)``).
+    through verbatim (e.g. ``("--feature-gates=WatchList=true",)``). ``authorization_mode``
+    is kube-apiserver's ``--authorization-mode``: ``AlwaysAllow`` (every test but the chart's)
+    or ``Node,RBAC`` to prove least-privilege roles (the admin token stays in
+    ``system:masters``, which RBAC lets do anything).
     """
 
     watch_cache: bool = True
     etcd_compaction_interval: str = "5m0s"
     min_request_timeout: int = 1800
     extra_apiserver_args: tuple[str, ...] = ()
+    authorization_mode: str = "AlwaysAllow"
 
     def __post_init__(self) -> None:
         if not _DURATION.match(self.etcd_compaction_interval):
@@ -106,12 +111,15 @@ class KubeOptions:
             )
         if self.min_request_timeout < 1:
             raise ValueError("min_request_timeout must be at least 1 second")
+        if not re.fullmatch(r"[A-Za-z]+(,[A-Za-z]+)*", self.authorization_mode):
+            raise ValueError(f"authorization_mode {self.authorization_mode!r}: e.g. Node,RBAC")
 
     def apiserver_flags(self) -> list[str]:
         return [
             f"--watch-cache={'true' if self.watch_cache else 'false'}",
             f"--etcd-compaction-interval={self.etcd_compaction_interval}",
             f"--min-request-timeout={self.min_request_timeout}",
+            f"--authorization-mode={self.authorization_mode}",
             *self.extra_apiserver_args,
         ]
 
@@ -127,6 +135,7 @@ class KubeOptions:
             etcd_compaction_interval=str(data["etcd_compaction_interval"]),
             min_request_timeout=int(data["min_request_timeout"]),
             extra_apiserver_args=tuple(str(a) for a in data.get("extra_apiserver_args", ())),
+            authorization_mode=str(data.get("authorization_mode", "AlwaysAllow")),
         )
 
     def describe(self) -> str:
@@ -135,6 +144,8 @@ class KubeOptions:
             f"etcd-compaction-interval={self.etcd_compaction_interval} "
             f"min-request-timeout={self.min_request_timeout}s"
         )
+        if self.authorization_mode != "AlwaysAllow":
+            text += f" authorization-mode={self.authorization_mode}"
         if self.extra_apiserver_args:
             text += " " + " ".join(self.extra_apiserver_args)
         return text
@@ -511,7 +522,6 @@ class LocalKubeServer:
             f"--secure-port={state.apiserver_port}",
             f"--cert-dir={self._cert_dir}",
             f"--token-auth-file={self.state_dir / 'tokens.csv'}",
-            "--authorization-mode=AlwaysAllow",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-account-key-file={key}",
             f"--service-account-signing-key-file={key}",

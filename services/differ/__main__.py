@@ -16,12 +16,14 @@ from confluent_kafka.admin import AdminClient
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import make_admin
 from deltawatch.logs import get_logger
+from deltawatch.member_claim import claim_worker_member
+from deltawatch.member_identity import IdentityInUse
 from deltawatch.settings import DifferSettings
 from deltawatch.shutdown import ShutdownFlag
 from deltawatch.topics import TopicSpec, changelog_topic, contract_topics, ensure_topics
 from deltawatch.topics import partition_count as topic_partitions
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit, start_http
-from services.differ.transaction_loop import READINESS, DifferLoop, DifferTopics
+from services.differ.transaction_loop import READINESS, DifferLoop, DifferTopics, member_id_base
 
 
 def differ_topics(settings: DifferSettings) -> DifferTopics:
@@ -61,6 +63,33 @@ def prepare_topics(settings: DifferSettings, topics: DifferTopics) -> str | None
     return None
 
 
+def _run_loop(
+    settings: DifferSettings,
+    topics: DifferTopics,
+    health: HealthState,
+    shutdown: ShutdownFlag,
+    port: int,
+) -> int:
+    """Claim the member id, then process until shutdown; the exit code."""
+    try:
+        identity = claim_worker_member(
+            settings,
+            settings.group_id,
+            base=member_id_base(settings),
+            explicit=settings.transactional_id,
+            stop_requested=lambda: shutdown.requested,
+        )
+    except IdentityInUse as exc:
+        print(f"deltawatch-differ: {exc}", file=sys.stderr)
+        return 2
+    try:
+        loop = DifferLoop(settings, topics, health, shutdown, identity.id)
+        get_logger("differ").info("differ starting", port=port, transactional_id=identity.id)
+        return loop.run()
+    finally:
+        identity.release()
+
+
 def main() -> None:
     settings = settings_or_exit(DifferSettings, "differ")
     shutdown = ShutdownFlag().install()
@@ -81,9 +110,7 @@ def main() -> None:
             print(f"deltawatch-differ: {problem}", file=sys.stderr)
             code = 2
         else:
-            loop = DifferLoop(settings, topics, health, shutdown)
-            log.info("differ starting", port=http.port, transactional_id=loop.transactional_id)
-            code = loop.run()
+            code = _run_loop(settings, topics, health, shutdown, http.port)
     health.stopping()
     log.info("differ stopped", signal=shutdown.signal_name, exit_code=code)
     http.stop()

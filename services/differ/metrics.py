@@ -36,7 +36,7 @@ TRANSACTIONS = transaction_counter("deltawatch_differ")
 DEAD_LETTERS = Counter("deltawatch_differ_dead_letters_total", "Records sent to the differ DLQ")
 RESTORE_SECONDS = Histogram(
     "deltawatch_differ_restore_seconds",
-    "Time to restore one partition snapshot from the changelog",
+    "Time to restore the snapshots of one assignment's partitions from the changelog",
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
 RESTORED_RECORDS = Counter(

@@ -20,7 +20,7 @@ from structlog.stdlib import BoundLogger
 from deltawatch.health import HealthState
 from deltawatch.shutdown import ShutdownFlag
 from services.differ import metrics
-from services.differ.restore import restore_partition
+from services.differ.restore import restore_partitions
 from services.differ.snapshot import SnapshotStore
 
 LAG_EVERY_S = 5.0
@@ -48,8 +48,7 @@ class OwnedPartitions:
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.health.unmet("restored")
-        for tp in partitions:
-            self._restore(tp.partition)
+        self._restore([tp.partition for tp in partitions])
         if self.catch_up is None:
             self.catch_up = self._end_offsets(consumer, partitions)
         self.refresh_gauges()
@@ -67,26 +66,28 @@ class OwnedPartitions:
         if self.catch_up is not None:
             self.catch_up.pop(partition, None)
 
-    def _restore(self, partition: int) -> None:
-        result = restore_partition(
+    def _restore(self, partitions: list[int]) -> None:
+        results = restore_partitions(
             self.reader,
             self.changelog,
-            partition,
+            partitions,
             legacy_cluster=self.legacy_cluster,
             stop_requested=lambda: self.shutdown.requested,
         )
-        self.store.put(partition, result.snapshot)
-        self.resource_counts[partition] = result.snapshot.resource_count()
-        self.assigned.add(partition)
-        self.last_output[partition] = time.monotonic()
-        metrics.RESTORE_SECONDS.observe(result.seconds)
-        metrics.RESTORED_RECORDS.inc(result.records)
+        for result in results:
+            self.store.put(result.partition, result.snapshot)
+            self.resource_counts[result.partition] = result.snapshot.resource_count()
+            self.assigned.add(result.partition)
+            self.last_output[result.partition] = time.monotonic()
+            metrics.RESTORED_RECORDS.inc(result.records)
+        seconds = results[0].seconds if results else 0.0
+        metrics.RESTORE_SECONDS.observe(seconds)
         self.log.info(
-            "partition restored",
-            partition=partition,
-            records=result.records,
-            resources=result.snapshot.resource_count(),
-            seconds=round(result.seconds, 3),
+            "partitions restored",
+            partitions=partitions,
+            records=sum(r.records for r in results),
+            resources=sum(r.snapshot.resource_count() for r in results),
+            seconds=round(seconds, 3),
         )
 
     def _end_offsets(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int]:

@@ -39,24 +39,49 @@ def restore_partition(
     stop_requested: Callable[[], bool] = lambda: False,
     timeout_s: float = 10.0,
 ) -> RestoreResult:
-    """Read changelog ``topic``/``partition`` from the start to its end into a snapshot.
-
-    ``legacy_cluster`` is the cluster of records written before clusters were part of keys.
-    ``timeout_s`` bounds the watermark query; the read itself has no deadline (it ends at
-    the partition's end, or with :class:`~deltawatch.compacted_table.TableReadInterrupted`
-    once ``stop_requested()``).
-    """
-    started = time.monotonic()
-    builder = SnapshotBuilder(legacy_cluster)
-    records = read_to_end(
+    """:func:`restore_partitions` of one partition."""
+    return restore_partitions(
         reader,
         topic,
         [partition],
+        legacy_cluster=legacy_cluster,
+        stop_requested=stop_requested,
+        timeout_s=timeout_s,
+    )[0]
+
+
+def restore_partitions(
+    reader: Consumer,
+    topic: str,
+    partitions: list[int],
+    *,
+    legacy_cluster: str,
+    stop_requested: Callable[[], bool] = lambda: False,
+    timeout_s: float = 10.0,
+) -> list[RestoreResult]:
+    """Read changelog ``topic``'s ``partitions`` from the start to their end into snapshots.
+
+    One read for all of them: an assignment of many partitions costs one fetch round, not one
+    per partition. ``legacy_cluster`` is the cluster of records written before clusters were
+    part of keys. ``timeout_s`` bounds the watermark queries; the read itself has no deadline
+    (it ends at the partitions' ends, or with
+    :class:`~deltawatch.compacted_table.TableReadInterrupted` once ``stop_requested()``).
+    """
+    started = time.monotonic()
+    builders = {partition: SnapshotBuilder(legacy_cluster) for partition in partitions}
+    records = read_to_end(
+        reader,
+        topic,
+        partitions,
         watermark_timeout_s=timeout_s,
         timeout_s=None,
         stop_requested=stop_requested,
         watermark_retry=lambda _exc: False,
     )
     for message in records:
-        builder.apply(message.key(), message.value())
-    return RestoreResult(partition, builder.snapshot, builder.records, time.monotonic() - started)
+        builders[message.partition() or 0].apply(message.key(), message.value())
+    seconds = time.monotonic() - started
+    return [
+        RestoreResult(partition, builder.snapshot, builder.records, seconds)
+        for partition, builder in builders.items()
+    ]

@@ -15,11 +15,11 @@ its records is processed.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from confluent_kafka import Message
 
@@ -30,6 +30,7 @@ from deltawatch.health import HealthState
 from deltawatch.kafka_clients import consume_available, make_consumer, make_producer, make_reader
 from deltawatch.latency import elapsed_s, record_time_s
 from deltawatch.logs import get_logger
+from deltawatch.member_identity import host_name, member_client_id
 from deltawatch.processing_core import FatalKafkaError, OutputRecord, TransactionalCore
 from deltawatch.resource_identity import EventType
 from deltawatch.settings import DifferSettings
@@ -50,13 +51,14 @@ TRANSACTION_TIMEOUT_S = 30.0
 BATCH_LINGER_S = 0.02
 
 
-def default_transactional_id(settings: DifferSettings) -> str:
+def member_id_base(settings: DifferSettings) -> str:
     """``<group-id>-<cluster>-<hostname>``: stable across restarts of one pod / host.
 
-    A StatefulSet gives each replica a stable hostname, so a restarted replica fences its own
-    predecessor at once. Two replicas on one host must set ``DELTAWATCH_TRANSACTIONAL_ID``.
+    A StatefulSet gives each replica a stable hostname, so a restarted replica takes its own
+    predecessor's id and fences it at once; a second replica on the same host claims
+    ``<base>-1`` (:mod:`deltawatch.member_identity`).
     """
-    return f"{settings.group_id}-{settings.cluster}-{socket.gethostname()}"
+    return f"{settings.group_id}-{settings.cluster}-{host_name()}"
 
 
 @dataclass(frozen=True)
@@ -74,13 +76,17 @@ class DifferLoop:
         topics: DifferTopics,
         health: HealthState,
         shutdown: ShutdownFlag,
+        member_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
         self.health = health
         self.shutdown = shutdown
         self.log = get_logger("differ")
-        self.transactional_id = settings.transactional_id or default_transactional_id(settings)
+        # One id for both: the restarted differ fences its predecessor's transaction and takes
+        # its partitions back as the same static member, with no rebalance to wait for.
+        member_id = member_id or settings.transactional_id or member_id_base(settings)
+        self.transactional_id = member_id
         self.serde = AvroSerde.from_file(
             "resource-event.avsc", topics.resource_events, settings.schema_registry_url
         )
@@ -96,8 +102,8 @@ class DifferLoop:
         self.consumer = make_consumer(
             settings,
             settings.group_id,
-            client_id="deltawatch-differ",
-            **{"enable.partition.eof": True},
+            client_id=member_client_id("deltawatch-differ"),
+            **dict[str, Any]({"enable.partition.eof": True, "group.instance.id": member_id}),
         )
         self.core = TransactionalCore(
             producer,

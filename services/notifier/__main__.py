@@ -19,6 +19,7 @@ from deltawatch.compacted_table import wait_for_leaders
 from deltawatch.health import HealthState
 from deltawatch.http_server import HttpServer, build_app
 from deltawatch.logs import get_logger
+from deltawatch.member_identity import IdentityInUse
 from deltawatch.processing_core import FatalKafkaError, TransactionAbandoned
 from deltawatch.settings import NotifierSettings
 from deltawatch.shutdown import ShutdownFlag
@@ -71,6 +72,9 @@ def main() -> None:
     except KafkaException as exc:
         log.error("notifier stopped on a Kafka error", error=str(exc), exc_info=True)
         sys.exit(1)
+    except IdentityInUse as exc:
+        print(f"deltawatch-notifier: {exc}", file=sys.stderr)
+        sys.exit(2)
     log.info("notifier stopped", signal=shutdown.signal_name)
 
 

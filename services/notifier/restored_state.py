@@ -81,6 +81,11 @@ def _restore_outbox(
         log.error("unreadable outbox record skipped", key=key, error=str(exc))
         return None
     subscriber.sealed_secret = record.sealed_secret
+    if record.sealed_secret is not None and rules.box is not None:
+        resealed = rules.box.reseal(record.sealed_secret)
+        if resealed is not None:  # sealed with a key being rotated out: write it anew
+            subscriber.sealed_secret = resealed
+            rules.resealed.add(key)
     if state.ignore_fields:
         subscriber.ignore_filter = IgnoreFieldsFilter(
             tuple(state.ignore_fields),

@@ -61,6 +61,9 @@ class NotifierRules:
         """Partitions restored and not revoked since: their commands and deltas are ours."""
         secret = settings.secret_key.get_secret_value() if settings.secret_key else None
         self.box = SecretBox(secret) if secret else None
+        self.resealed: set[str] = set()
+        """Subscriptions whose secret was sealed again with the newest key at restore, to be
+        written to the outbox by the next turn (:meth:`write_resealed`)."""
         self.outbox_topic = settings.changelog_topic("notifier", "outbox")
 
     # --- commands ------------------------------------------------------------------------
@@ -160,6 +163,13 @@ class NotifierRules:
             states.update(self.table.cps)
             turn.cps_states = states
         return turn.cps_states
+
+    def write_resealed(self, turn: Turn) -> None:
+        """Write the secrets re-sealed at restore with the turn (their partitions still ours)."""
+        for key in self.resealed:
+            if key in self.subscribers:
+                turn.dirty_outbox.add(key)
+        self.resealed.clear()
 
     # --- due windows ---------------------------------------------------------------------
 

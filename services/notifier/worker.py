@@ -28,7 +28,6 @@ the committed one, which a restart restores.
 from __future__ import annotations
 
 import asyncio
-import socket
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -40,6 +39,8 @@ from deltawatch.compacted_table import read_table
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import consume_available, make_consumer, make_producer
 from deltawatch.logs import get_logger
+from deltawatch.member_claim import claim_worker_member
+from deltawatch.member_identity import host_name, member_client_id
 from deltawatch.processing_core import TransactionalCore
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import TopicSpec, changelog_topic, contract_topics
@@ -83,12 +84,14 @@ def notifier_topics(settings: NotifierSettings) -> list[TopicSpec]:
 
 
 def identities(settings: NotifierSettings) -> tuple[str, str]:
-    """The consumer group and the transactional id (also the static group member id).
+    """The consumer group and the base of the member id (transactional and static member id).
 
     One notifier deployment serves one commands topic, so without explicit settings both are
     derived from it (plain ``deltawatch-notifier`` for the default topic), plus the host name
-    for the per-replica transactional id: a restarted replica fences its predecessor's open
+    for the per-replica member id: a restarted replica fences its predecessor's open
     transaction and takes its partitions over at once, with no session timeout to wait for.
+    The id itself is claimed at start (:mod:`deltawatch.member_claim`): a second replica on
+    the same host gets ``<base>-1``.
     """
     default_topic = NotifierSettings.model_fields["commands_topic"].default
     deployment = (
@@ -97,8 +100,7 @@ def identities(settings: NotifierSettings) -> tuple[str, str]:
         else f"deltawatch-notifier.{settings.commands_topic}"
     )
     group_id = settings.group_id or deployment
-    transactional_id = settings.transactional_id or f"{group_id}-{socket.gethostname()}"
-    return group_id, transactional_id
+    return group_id, f"{group_id}-{host_name()}"
 
 
 class NotifierWorker:
@@ -111,7 +113,8 @@ class NotifierWorker:
         directory = CpsDirectory()
         self._cps_reader = CpsDirectoryReader(settings, directory)
         self.rules = NotifierRules(settings, directory)
-        self.group_id, self.transactional_id = identities(settings)
+        self.group_id, self._member_id_base = identities(settings)
+        self.transactional_id = ""
         self._reports: asyncio.Queue[AttemptReport] = asyncio.Queue()
         self.client = CallbackClient(
             settings.callback_timeout_s,
@@ -135,14 +138,23 @@ class NotifierWorker:
 
     async def run(self) -> None:
         """Process until stopped; raises ``FatalKafkaError`` / ``TransactionAbandoned``."""
+        identity = await asyncio.to_thread(
+            claim_worker_member,
+            self.settings,
+            self.group_id,
+            base=self._member_id_base,
+            explicit=self.settings.transactional_id,
+            stop_requested=self._stop,
+        )
+        self.transactional_id = identity.id
         producer = make_producer(
-            self.settings, transactional_id=self.transactional_id, client_id="deltawatch-notifier"
+            self.settings, transactional_id=identity.id, client_id="deltawatch-notifier"
         )
         consumer = make_consumer(
             self.settings,
             self.group_id,
-            client_id="deltawatch-notifier",
-            **{**_CONSUMER_OVERRIDES, "group.instance.id": self.transactional_id},
+            client_id=member_client_id("deltawatch-notifier"),
+            **{**_CONSUMER_OVERRIDES, "group.instance.id": identity.id},
         )
         core = TransactionalCore(
             producer,
@@ -176,6 +188,7 @@ class NotifierWorker:
             await self.client.close()
             await asyncio.to_thread(core.close)
             await asyncio.to_thread(self._cps_reader.close)
+            identity.release()
             log.info("notifier loop ended")
 
     def _poll_timeout(self) -> float:
@@ -207,6 +220,7 @@ class NotifierWorker:
             self._on_delta(message, turn)
         while not self._reports.empty():
             rules.on_report(self._reports.get_nowait(), turn)
+        rules.write_resealed(turn)
         turn.now = time.time()
         rules.take_due(turn)
         for key in turn.cancelled:

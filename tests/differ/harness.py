@@ -69,7 +69,8 @@ def create_pipeline_topics(env: dict[str, str]) -> None:
 @dataclass
 class DifferProcess:
     env: dict[str, str]
-    transactional_id: str
+    transactional_id: str | None
+    """``None``: the differ claims its default id, as a deployment without the setting does."""
     log_path: Path
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
@@ -79,12 +80,9 @@ class DifferProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def start(self) -> DifferProcess:
-        env = {
-            **os.environ,
-            **self.env,
-            "DELTAWATCH_HTTP_PORT": str(self.port),
-            "DELTAWATCH_TRANSACTIONAL_ID": self.transactional_id,
-        }
+        env = {**os.environ, **self.env, "DELTAWATCH_HTTP_PORT": str(self.port)}
+        if self.transactional_id is not None:
+            env["DELTAWATCH_TRANSACTIONAL_ID"] = self.transactional_id
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "services.differ"], env=env, stdout=log, stderr=log

@@ -217,7 +217,15 @@ def test_a_fenced_differ_exits_1_with_one_clear_line_and_no_traceback(
     create_pipeline_topics(env)
     old = DifferProcess(env, "tx-fenced", tmp_path / "old.log").start()
     # Its own group, so the two never share partitions: only the transactional.id collides.
-    newer_env = {**env, "DELTAWATCH_DIFFER_GROUP_ID": env["DELTAWATCH_DIFFER_GROUP_ID"] + "-new"}
+    # And as if on another host (its own lock directory and host name): on the same host the
+    # id's lock would make the newer one refuse to start instead (test_member_ids.py).
+    (tmp_path / "other-host").mkdir()
+    newer_env = {
+        **env,
+        "DELTAWATCH_DIFFER_GROUP_ID": env["DELTAWATCH_DIFFER_GROUP_ID"] + "-new",
+        "TMPDIR": str(tmp_path / "other-host"),
+        "HOSTNAME": "other-host",
+    }
     newer = DifferProcess(newer_env, "tx-fenced", tmp_path / "new.log")
     try:
         old.wait_ready()

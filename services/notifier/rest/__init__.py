@@ -10,6 +10,8 @@ One job per module, so the pure parts are tested without a server or a broker:
 - :mod:`.errors` — the one JSON error shape every answer uses;
 - :mod:`.translation` — request body → command subscription, command result → HTTP status;
 - :mod:`.facade` — the routes and their two Kafka edges (:class:`~.facade.RestFacade`);
+- :mod:`.access_review` — who may call (``DELTAWATCH_API_AUTH=kubernetes``: TokenReview,
+  then SubjectAccessReview per verb, as kube-rbac-proxy);
 - :mod:`.openapi` — the OpenAPI document, built from the command models;
   ``python -m services.notifier.rest.openapi`` rewrites ``schemas/openapi.json``.
 

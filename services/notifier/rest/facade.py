@@ -3,8 +3,10 @@
 The only module of the facade that does I/O. Each route is a thin step: translate the request
 (:mod:`.translation`), send a command through the command waiter or wait for the subscription
 directory to catch up, and map the outcome to HTTP; every failure of an edge becomes an
-:class:`~.errors.ApiError`. Routes answer 503 ``not-ready`` until :meth:`RestFacade.start`,
-and every answer is counted and timed by route template, so the metrics stay low-cardinal.
+:class:`~.errors.ApiError`. Routes answer 503 ``not-ready`` until :meth:`RestFacade.start`
+(after the caller's token and verb were checked when ``DELTAWATCH_API_AUTH=kubernetes``,
+:mod:`.access_review`), and every answer is counted and timed by route template, so the
+metrics stay low-cardinal.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from deltawatch.health import HealthState
 from deltawatch.logs import get_logger
 from deltawatch.settings import NotifierSettings
 from services.notifier.command_waiter import CommandNotProducedError, CommandWaiter
+from services.notifier.rest.access_review import AccessReview, verb_of
 from services.notifier.rest.errors import ApiError, not_found
 from services.notifier.rest.openapi import openapi_document
 from services.notifier.rest.translation import shown, status_of_rejection, subscription_from_body
@@ -63,6 +66,7 @@ class RestFacade:
         self._health = health
         self._waiter = CommandWaiter(settings)
         self._directory = SubscriptionDirectory(settings)
+        self._access = AccessReview.from_settings(settings)
         self._started = False
         if health is not None:
             health.unmet(HEALTH_CONDITION)
@@ -108,10 +112,17 @@ class RestFacade:
     # -- routes ------------------------------------------------------------------------------
 
     def _timed(self, route: str, handler: Handler) -> Handler:
+        verbs = {method: verb_of(route, method) for method in ("GET", "POST", "PUT", "DELETE")}
+
         async def timed(request: Request) -> Response:
             started = time.perf_counter()
-            if not self._started:
-                response: Response = ApiError(
+            denied = None
+            if self._access is not None:  # DELTAWATCH_API_AUTH=kubernetes
+                denied = await self._access.check(request, verbs[request.method])
+            if denied is not None:
+                response: Response = denied
+            elif not self._started:
+                response = ApiError(
                     503, "not-ready", "the notifier is still connecting to Kafka"
                 ).response()
             else:

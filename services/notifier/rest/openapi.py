@@ -33,7 +33,8 @@ class ErrorDetail(BaseModel):
         description="Machine-readable reason: the command result's code (invalid-url, "
         "forbidden-network, invalid-secret, already-exists, not-found …) or one of the "
         "facade's own: empty-body, malformed-json, invalid-field, invalid-name, "
-        "invalid-interval, too-large, timeout, not-ready, kafka-unavailable."
+        "invalid-interval, too-large, timeout, not-ready, kafka-unavailable, and with "
+        "DELTAWATCH_API_AUTH=kubernetes unauthenticated, forbidden, auth-unavailable."
     )
     message: str
     command_id: str | None = Field(
@@ -66,10 +67,22 @@ Differences from the original API:
   ignored.
 - The body's name on PUT must equal the path's subID (it may be omitted).
 - StatusSubscription carries "instance-id" and deltawatch's extra fields; never the secret.
+
+Authentication (optional, DELTAWATCH_API_AUTH=kubernetes; the Helm chart turns it on): every
+/v1 request carries "Authorization: Bearer <Kubernetes ServiceAccount token>", checked with the
+TokenReview API (401 without or with an invalid token) and authorised per verb with a
+SubjectAccessReview on resource "subscriptions" of API group "deltawatch.io" (403 when not
+allowed). With the default DELTAWATCH_API_AUTH=none the facade is open, as the original API.
 """
 
 COMMON: Responses = {
-    503: ("Not connected to Kafka yet, or the command could not be produced", ERROR),
+    401: ("No bearer token, or not a valid one (only with DELTAWATCH_API_AUTH=kubernetes)", ERROR),
+    403: ("The caller may not use this verb on deltawatch.io/subscriptions", ERROR),
+    503: (
+        "Not connected to Kafka yet, the command could not be produced, or (with auth) the "
+        "API server could not review the token",
+        ERROR,
+    ),
     504: ("No answer within DELTAWATCH_API_TIMEOUT_S", ERROR),
 }
 WRITE: Responses = {
@@ -91,7 +104,19 @@ def openapi_document() -> dict[str, Any]:
             "description": DESCRIPTION,
         },
         "paths": _paths(),
-        "components": {"schemas": _component_schemas()},
+        "components": {
+            "schemas": _component_schemas(),
+            "securitySchemes": {
+                "kubernetesServiceAccount": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "A Kubernetes ServiceAccount token (TokenReview), required "
+                    "only when the notifier runs with DELTAWATCH_API_AUTH=kubernetes.",
+                }
+            },
+        },
+        # Either the token or nothing: which one applies is the deployment's choice.
+        "security": [{"kubernetesServiceAccount": []}, {}],
     }
 
 

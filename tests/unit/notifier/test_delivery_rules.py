@@ -170,3 +170,27 @@ def test_webhook_id_is_deterministic_per_subscription_incarnation_and_number() -
         )
         == 4
     )
+
+
+def test_secret_box_rotation_opens_old_tokens_seals_with_the_newest_and_reseals() -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    token = SecretBox(old).seal(SECRET)
+    rotating = SecretBox(f"{new}, {old}")
+    assert rotating.open(token) == SECRET
+    assert SecretBox(new).open(rotating.seal(SECRET)) == SECRET
+    resealed = rotating.reseal(token)
+    assert resealed is not None
+    assert SecretBox(new).open(resealed) == SECRET
+    assert rotating.reseal(resealed) is None  # already under the newest key: no rewrite
+    assert rotating.reseal(SecretBox(Fernet.generate_key().decode()).seal(SECRET)) is None
+    with pytest.raises(ValueError, match="Fernet keys"):
+        SecretBox(f"{new},short")
+
+
+def test_secret_key_setting_names_the_bad_key_of_a_rotation_list() -> None:
+    from deltawatch.settings import NotifierSettings
+
+    good = Fernet.generate_key().decode()
+    assert NotifierSettings(DELTAWATCH_SECRET_KEY=f"{good},{good}").secret_key is not None
+    with pytest.raises(ValueError, match="key 2 of 2 is not a Fernet key"):
+        NotifierSettings(DELTAWATCH_SECRET_KEY=f"{good},nope")
