@@ -12,8 +12,8 @@ resource. Four record kinds, told apart by the first element of the JSON-array k
   no resources left, so a re-appearing instance continues its sequence.
 * ``["l", cluster, group, version, kind, namespace]`` → ``{"list-id": …}`` for a list in
   progress; tombstone once it ended.
-* ``["e", cluster]`` → ``{"epoch": n}``: the highest watcher leader epoch seen for the cluster
-  on the partition (:mod:`services.differ.leader_fence`).
+* ``["e", cluster, lease]`` → ``{"epoch": n}``: the highest watcher leader epoch seen for the
+  cluster and Lease on the partition (:mod:`services.differ.leader_fence`).
 
 The release before clusters (CONTRACT §10) wrote ``r`` and ``l`` keys without the cluster; they
 are read as the differ's own ``DELTAWATCH_CLUSTER`` (the one cluster that release watched). Such
@@ -87,11 +87,9 @@ def encode_outcome(outcome: BatchOutcome) -> list[ChangelogRecord]:
     return records
 
 
-def encode_epochs(epochs: dict[str, int]) -> list[ChangelogRecord]:
-    """The records of a batch's new highest leader epochs."""
-    return [
-        (_key("e", cluster), orjson.dumps({"epoch": epoch})) for cluster, epoch in epochs.items()
-    ]
+def encode_epochs(epochs: dict[tuple[str, str], int]) -> list[ChangelogRecord]:
+    """The records of a batch's new highest leader epochs, per (cluster, Lease)."""
+    return [(_key("e", *fenced), orjson.dumps({"epoch": n})) for fenced, n in epochs.items()]
 
 
 def encode_snapshot(snapshot: PartitionSnapshot) -> list[ChangelogRecord]:
@@ -164,11 +162,14 @@ class SnapshotBuilder:
             self._instance(instance_id).resources[resource] = decode_entry(value)
 
     def _apply_epoch(self, parts: list[str], value: bytes | None) -> None:
+        if len(parts) != 3:
+            raise ValueError(f"{len(parts)} key parts")
+        fenced = (sys.intern(parts[1]), sys.intern(parts[2]))
         epochs = self.snapshot.leader_epochs
         if value is None:
-            epochs.pop(parts[1], None)
+            epochs.pop(fenced, None)
         else:
-            epochs[sys.intern(parts[1])] = int(orjson.loads(value)["epoch"])
+            epochs[fenced] = int(orjson.loads(value)["epoch"])
 
     def _apply_list(self, parts: list[str], value: bytes | None) -> None:
         legacy = len(parts) == 5

@@ -49,6 +49,8 @@ class ResourceEvent:
     """``object`` as the watcher wrote it (reused as the stored status when already clean)."""
     leader_epoch: int | None = None
     """The watcher leader's term (:mod:`services.differ.leader_fence`); None without election."""
+    leader_lease: str = ""
+    """The Lease that epoch counts (``namespace/name``); empty without election."""
 
     @property
     def is_marker(self) -> bool:
@@ -111,6 +113,7 @@ def parse_resource_event(record: dict[str, Any]) -> ResourceEvent:
         object=parsed,
         object_text=raw_object,
         leader_epoch=_leader_epoch(record.get("leader_epoch")),
+        leader_lease=str(record.get("leader_lease") or ""),
     )
 
 

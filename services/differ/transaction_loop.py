@@ -91,8 +91,8 @@ class DifferLoop:
             "resource-event.avsc", topics.resource_events, settings.schema_registry_url
         )
         # Watchers of the release before leader election still write the schema without it.
-        self.serde.accept_earlier_writer(("leader_epoch",))
-        self._fenced_logged: set[tuple[int, str, int]] = set()
+        self.serde.accept_earlier_writer(("leader_epoch", "leader_lease"))
+        self._fenced_logged: set[tuple[int, tuple[str, str], int]] = set()
         producer = make_producer(
             settings,
             transactional_id=self.transactional_id,
@@ -280,18 +280,19 @@ class DifferLoop:
             self.owned.last_output[partition] = time.monotonic()
 
     def _account_fenced(self, partition: int, fence: BatchFence) -> None:
-        """Count what the leader fence dropped; one info line per (partition, cluster, epoch)."""
-        for (cluster, epoch), count in fence.dropped.items():
+        """Count what the leader fence dropped; one info line per partition, Lease and epoch."""
+        for (fenced, epoch), count in fence.dropped.items():
             metrics.FENCED_EVENTS.inc(count)
-            if (partition, cluster, epoch) in self._fenced_logged:
+            if (partition, fenced, epoch) in self._fenced_logged:
                 continue
-            self._fenced_logged.add((partition, cluster, epoch))
+            self._fenced_logged.add((partition, fenced, epoch))
             self.log.info(
                 "events of a deposed watcher leader dropped",
                 partition=partition,
-                cluster=cluster,
+                cluster=fenced[0],
+                lease=fenced[1],
                 leader_epoch=epoch,
-                highest_epoch=fence.highest(cluster),
+                highest_epoch=fence.highest(fenced),
                 events=count,
             )
 

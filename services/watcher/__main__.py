@@ -133,7 +133,7 @@ def start_pipeline(
             page_size=settings.list_page_size,
             watch_timeout_s=settings.watch_timeout_s,
             cluster_scope_owner=target.namespace == first_namespace,
-            leader_epoch=leadership.epoch,
+            leader=leadership.leader,
         )
 
     supervisor = Supervisor(start_watch, metrics)

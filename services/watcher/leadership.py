@@ -20,6 +20,7 @@ from deltawatch.logs import get_logger
 from services.watcher.kinds import WatchTarget
 from services.watcher.metrics import WatcherMetrics
 from services.watcher.publisher import Publisher
+from services.watcher.records import Leader
 from services.watcher.supervisor import Supervisor
 
 STOP_WATCHES_S = 2.0
@@ -45,8 +46,15 @@ class Leadership:
         self._desired: frozenset[WatchTarget] | None = None
         self._closed = False
         self.leading = False
+        self.lease = lease
         self.epoch: int | None = None
-        """The leader epoch the watches started in this term put on their records."""
+
+    @property
+    def leader(self) -> Leader | None:
+        """The term the watches started now put on their records (None: no election)."""
+        if self.lease is None or self.epoch is None:
+            return None
+        return Leader(self.lease, self.epoch)
 
     def lead(self, epoch: int | None) -> None:
         with self._lock:

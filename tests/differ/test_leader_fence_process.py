@@ -1,11 +1,12 @@
 """The differ process drops what a deposed watcher leader sends (the fence by leader epoch).
 
 Records are produced as the watchers of an active/standby pair write them, with their
-``leader_epoch``; the deltas are read back ``read_committed``. A record of an older epoch after
-a newer one, on the same partition and for the same cluster, must change nothing — before and
-after a restart of the differ (the highest epoch seen is restored from the changelog). Records
-without an epoch (no leader election, or a watcher of the release before it, written with the
-older schema) are always applied.
+``leader_epoch`` and ``leader_lease``; the deltas are read back ``read_committed``. A record of
+an older epoch after a newer one, on the same partition, for the same cluster and Lease, must
+change nothing — before and after a restart of the differ (the highest epoch seen is restored
+from the changelog). Epochs of another cluster, or of another Lease of the same cluster (a
+second pair splitting it), are unrelated. Records without an epoch (no leader election, or a
+watcher of the release before it, written with the older schema) are always applied.
 """
 
 from __future__ import annotations
@@ -45,20 +46,33 @@ def _record(feed: EventFeed, event_type: str, body: dict[str, Any]) -> dict[str,
     return feed.record(event_type, instance_id="inst-1", **fields)
 
 
+LEASES = {
+    "east": "deltawatch/deltawatch-watcher-east",
+    "west": "deltawatch/deltawatch-watcher-west",
+}
+
+
 def send(
-    feed: EventFeed, event_type: str, body: dict[str, Any], epoch: int | None, cluster: str
+    feed: EventFeed,
+    event_type: str,
+    body: dict[str, Any],
+    epoch: int | None,
+    cluster: str,
+    lease: str | None = None,
 ) -> None:
     record = _record(feed, event_type, body)
     record["cluster"] = cluster
     record["leader_epoch"] = epoch
+    record["leader_lease"] = lease or LEASES[cluster]
     feed.producer.produce(feed.topic, key=b"inst-1", value=feed.serde.encode(record))
 
 
 def send_without_epoch_field(feed: EventFeed, body: dict[str, Any]) -> None:
     """As a watcher of the release before leader election writes it: the older schema."""
     raw = load_schema("resource-event.avsc")
+    added = ("leader_epoch", "leader_lease")
     older = AvroSerde(
-        AvroSchema(dict(raw, fields=[f for f in raw["fields"] if f["name"] != "leader_epoch"])),
+        AvroSchema(dict(raw, fields=[f for f in raw["fields"] if f["name"] not in added])),
         feed.topic,
     )
     record = _record(feed, "MODIFIED", body)
@@ -101,8 +115,14 @@ def test_a_lower_epoch_after_a_higher_one_is_dropped_across_a_restart(
     send(feed, "MODIFIED", pod("web-0", "inst-1", phase="Failed", rv="2"), 4, "east")  # stale
     send(feed, "ADDED", pod("web-0", "inst-1", phase="Running", rv="1"), 1, "west")  # own lease
     send(feed, "MODIFIED", pod("web-0", "inst-1", phase="Succeeded", rv="3"), 5, "east")
+    # A second pair of the same cluster (split by namespace), on its own Lease: its count is
+    # lower, and it is not stale.
+    shop = pod("shop-0", "inst-1", phase="Running", rv="7")
+    send(feed, "ADDED", shop, 2, "east", lease="deltawatch/deltawatch-watcher-east-shop")
     feed.flush()
-    deltas.wait_for(lambda: phases(deltas, "east") == ["Running", "Succeeded"], "east deltas")
+    deltas.wait_for(
+        lambda: phases(deltas, "east") == ["Running", "Succeeded", "Running"], "east deltas"
+    )
     deltas.wait_for(lambda: phases(deltas, "west") == ["Running"], "west delta")
     assert differ.gauge(FENCED) == 1
     assert "events of a deposed watcher leader dropped" in differ.log_text()
@@ -115,7 +135,7 @@ def test_a_lower_epoch_after_a_higher_one_is_dropped_across_a_restart(
     send(feed, "MODIFIED", pod("web-0", "inst-1", phase="Running", rv="6"), 6, "east")
     feed.flush()
     deltas.wait_for(
-        lambda: phases(deltas, "east") == ["Running", "Succeeded", "Pending", "Running"],
+        lambda: phases(deltas, "east") == ["Running", "Succeeded", "Running", "Pending", "Running"],
         "east deltas after the restart",
     )
     assert differ.gauge(FENCED) == 1

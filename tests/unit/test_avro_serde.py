@@ -33,6 +33,7 @@ RECORD: dict[str, Any] = {
     "list_reason": None,
     "object": json.dumps({"metadata": {"name": "web"}, "spec": {"replicas": 3}}),
     "leader_epoch": 7,
+    "leader_lease": "deltawatch/deltawatch-watcher-c1",
 }
 
 
@@ -122,7 +123,8 @@ def test_confluent_wire_format_round_trip(registry_url: str) -> None:
 
 def test_a_reader_upgraded_first_decodes_records_of_the_schema_before_leader_epoch() -> None:
     raw = load_schema("resource-event.avsc")
-    before = dict(raw, fields=[f for f in raw["fields"] if f["name"] != "leader_epoch"])
+    added = ("leader_epoch", "leader_lease")
+    before = dict(raw, fields=[f for f in raw["fields"] if f["name"] not in added])
     old_writer = AvroSerde(AvroSchema(before), "t")
     record = {
         "type": "LIST_BEGIN",
@@ -135,7 +137,7 @@ def test_a_reader_upgraded_first_decodes_records_of_the_schema_before_leader_epo
         "list_id": "l-1",
     }
     reader = AvroSerde.from_file("resource-event.avsc", "t", None)
-    reader.accept_earlier_writer(("leader_epoch",))
+    reader.accept_earlier_writer(added)
     decoded = reader.decode(old_writer.encode(record))
     assert decoded["leader_epoch"] is None
     assert decoded["list_id"] == "l-1"
