@@ -116,6 +116,15 @@ class AvroSerde:
         registry = SchemaRegistryClient(registry_url) if registry_url else None
         return cls(AvroSchema(load_schema(file_name)), topic, registry)
 
+    def accept_earlier_writer(self, added_fields: tuple[str, ...]) -> None:
+        """Also decode single-object records written before ``added_fields`` (optional, with
+        defaults) were added to the schema: their fingerprint is the older schema's, and a
+        reader upgraded before its writers must not take them for poison."""
+        raw = dict(self.schema.raw)
+        raw["fields"] = [f for f in raw["fields"] if f["name"] not in added_fields]
+        earlier = AvroSchema(raw)
+        self._known[earlier.fingerprint] = earlier
+
     def encode(self, record: dict[str, Any]) -> bytes:
         body = self.schema.write_body(record)
         if self.registry is not None:

@@ -3,7 +3,8 @@
 Liveness is a heartbeat from the worker's main loop: if the loop stops turning (deadlock, stuck
 call), ``/healthz`` turns 503 after ``stall_after_s``. Readiness is a set of named conditions
 (``kafka``, ``restored``, ``caught-up`` …) that each must be met; ``/readyz`` lists the ones
-still missing so an operator sees *why* a worker is not ready.
+still missing so an operator sees *why* a worker is not ready. A worker may add facts of its own
+to the ``/readyz`` body (:meth:`HealthState.describe`, e.g. the watcher's ``role``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class HealthState:
         self._beat = time.monotonic()
         self._stall_after_s = stall_after_s
         self._stopping = False
+        self._details: dict[str, str] = {}
 
     def beat(self) -> None:
         self._beat = time.monotonic()
@@ -30,6 +32,15 @@ class HealthState:
     def unmet(self, condition: str) -> None:
         with self._lock:
             self._pending.add(condition)
+
+    def describe(self, name: str, value: str) -> None:
+        with self._lock:
+            self._details[name] = value
+
+    @property
+    def details(self) -> dict[str, str]:
+        with self._lock:
+            return dict(self._details)
 
     def stopping(self) -> None:
         self._stopping = True

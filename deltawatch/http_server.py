@@ -32,7 +32,8 @@ def health_routes(health: HealthState, registry: CollectorRegistry = REGISTRY) -
     async def readyz(_: Request) -> Response:
         ready = health.ready
         return JSONResponse(
-            {"ready": ready, "waiting-for": health.pending}, status_code=200 if ready else 503
+            {"ready": ready, "waiting-for": health.pending, **health.details},
+            status_code=200 if ready else 503,
         )
 
     return [

@@ -10,9 +10,21 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
+import secrets
+import socket
+from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from deltawatch.cloud_events import cluster_source
@@ -22,6 +34,23 @@ DEFAULT_RESOURCE_TYPES = (
     "v1/Pod,v1/Service,v1/ConfigMap,v1/PersistentVolumeClaim,apps/v1/Deployment,"
     "apps/v1/StatefulSet,apps/v1/DaemonSet,apps/v1/ReplicaSet,batch/v1/Job"
 )
+
+
+IN_CLUSTER_NAMESPACE_FILE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+_DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def _in_cluster_namespace() -> str:
+    """The pod's own namespace when running in a cluster, else ``default``."""
+    try:
+        return IN_CLUSTER_NAMESPACE_FILE.read_text().strip() or "default"
+    except OSError:
+        return "default"
+
+
+def _process_identity() -> str:
+    """Unique per process: two watchers on one host, or a restart, never share an identity."""
+    return f"{socket.gethostname()}_{os.getpid()}_{secrets.token_hex(3)}"
 
 
 class SettingsError(Exception):
@@ -111,8 +140,6 @@ class CommonSettings(BaseSettings):
     )
     @classmethod
     def _valid_topic(cls, value: str) -> str:
-        import re
-
         if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", value) or value in {".", ".."}:
             raise ValueError(f"{value!r} is not a legal Kafka topic name")
         return value
@@ -158,6 +185,31 @@ class WatcherSettings(CommonSettings):
     queue_max_bytes: int = Field(
         64 * 1024 * 1024, validation_alias=_env("DELTAWATCH_WATCHER_QUEUE_MAX_BYTES"), ge=1024
     )
+    # Active/standby pair: watches run only in the watcher that holds the Lease.
+    leader_election: bool = Field(False, validation_alias=_env("DELTAWATCH_LEADER_ELECTION"))
+    lease_name: str = Field(
+        "", validation_alias=_env("DELTAWATCH_LEASE_NAME"), validate_default=True
+    )  # empty: deltawatch-watcher-<cluster>
+    lease_namespace: str = Field(
+        default_factory=_in_cluster_namespace,
+        validation_alias=_env("DELTAWATCH_LEASE_NAMESPACE"),
+        pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+    )
+    lease_duration_s: int = Field(
+        15, validation_alias=_env("DELTAWATCH_LEASE_DURATION_S"), ge=1, le=3600
+    )
+    lease_renew_deadline_s: float = Field(
+        10.0, validation_alias=_env("DELTAWATCH_LEASE_RENEW_DEADLINE_S"), gt=0
+    )
+    lease_retry_period_s: float = Field(
+        2.0, validation_alias=_env("DELTAWATCH_LEASE_RETRY_PERIOD_S"), gt=0
+    )
+    watcher_identity: str = Field(
+        default_factory=_process_identity,
+        validation_alias=_env("DELTAWATCH_WATCHER_IDENTITY"),
+        min_length=1,
+        max_length=253,
+    )
 
     @field_validator("resource_types", mode="before")
     @classmethod
@@ -174,6 +226,30 @@ class WatcherSettings(CommonSettings):
     def _parse_namespaces(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [n.strip() for n in value.split(",") if n.strip()]
+        return value
+
+    @field_validator("lease_name")
+    @classmethod
+    def _lease_name(cls, value: str, info: ValidationInfo) -> str:
+        name = value or f"deltawatch-watcher-{info.data.get('cluster', 'default')}"
+        if info.data.get("leader_election") and not _DNS_SUBDOMAIN.fullmatch(name):
+            raise ValueError(f"{name!r} is not a valid Lease name (lower-case DNS subdomain)")
+        return name
+
+    @field_validator("lease_renew_deadline_s")
+    @classmethod
+    def _renew_below_duration(cls, value: float, info: ValidationInfo) -> float:
+        duration = info.data.get("lease_duration_s")
+        if duration is not None and value >= duration:
+            raise ValueError(f"must be less than DELTAWATCH_LEASE_DURATION_S ({duration})")
+        return value
+
+    @field_validator("lease_retry_period_s")
+    @classmethod
+    def _retry_below_renew(cls, value: float, info: ValidationInfo) -> float:
+        deadline = info.data.get("lease_renew_deadline_s")
+        if deadline is not None and value >= deadline:
+            raise ValueError(f"must be less than DELTAWATCH_LEASE_RENEW_DEADLINE_S ({deadline})")
         return value
 
 

@@ -2,7 +2,7 @@
 
 One changelog record per *resource* (not per instance), so a delta touching one Pod of a
 500-object instance writes one small record, and compaction keeps exactly one record per live
-resource. Three record kinds, told apart by the first element of the JSON-array key:
+resource. Four record kinds, told apart by the first element of the JSON-array key:
 
 * ``["r", instance, cluster, group, version, kind, namespace, name]`` → resource entry;
   tombstone when the resource is gone. Value: one line of JSON (uid, digest, seen list) +
@@ -12,6 +12,8 @@ resource. Three record kinds, told apart by the first element of the JSON-array 
   no resources left, so a re-appearing instance continues its sequence.
 * ``["l", cluster, group, version, kind, namespace]`` → ``{"list-id": …}`` for a list in
   progress; tombstone once it ended.
+* ``["e", cluster, lease]`` → ``{"epoch": n}``: the highest watcher leader epoch seen for the
+  cluster and Lease on the partition (:mod:`services.differ.leader_fence`).
 
 The release before clusters (CONTRACT §10) wrote ``r`` and ``l`` keys without the cluster; they
 are read as the differ's own ``DELTAWATCH_CLUSTER`` (the one cluster that release watched). Such
@@ -85,6 +87,11 @@ def encode_outcome(outcome: BatchOutcome) -> list[ChangelogRecord]:
     return records
 
 
+def encode_epochs(epochs: dict[tuple[str, str], int]) -> list[ChangelogRecord]:
+    """The records of a batch's new highest leader epochs, per (cluster, Lease)."""
+    return [(_key("e", *fenced), orjson.dumps({"epoch": n})) for fenced, n in epochs.items()]
+
+
 def encode_snapshot(snapshot: PartitionSnapshot) -> list[ChangelogRecord]:
     """Every record of a whole snapshot (benchmarks and tests seed a changelog with it)."""
     records: list[ChangelogRecord] = []
@@ -94,6 +101,7 @@ def encode_snapshot(snapshot: PartitionSnapshot) -> list[ChangelogRecord]:
         records.append((_key("s", instance_id), orjson.dumps({"sequence": instance.sequence})))
     for scope, list_id in snapshot.open_lists.items():
         records.append((_key("l", *scope), orjson.dumps({"list-id": list_id})))
+    records.extend(encode_epochs(snapshot.leader_epochs))
     return records
 
 
@@ -126,6 +134,8 @@ class SnapshotBuilder:
                     self._instance(parts[1]).sequence = int(orjson.loads(value)["sequence"])
             elif kind == "l":
                 self._apply_list(parts, value)
+            elif kind == "e":
+                self._apply_epoch(parts, value)
             else:
                 raise ChangelogDecodeError(f"unknown changelog record kind {kind!r}")
         except ChangelogDecodeError:
@@ -150,6 +160,16 @@ class SnapshotBuilder:
                 existing.resources.pop(resource, None)
         else:
             self._instance(instance_id).resources[resource] = decode_entry(value)
+
+    def _apply_epoch(self, parts: list[str], value: bytes | None) -> None:
+        if len(parts) != 3:
+            raise ValueError(f"{len(parts)} key parts")
+        fenced = (sys.intern(parts[1]), sys.intern(parts[2]))
+        epochs = self.snapshot.leader_epochs
+        if value is None:
+            epochs.pop(fenced, None)
+        else:
+            epochs[fenced] = int(orjson.loads(value)["epoch"])
 
     def _apply_list(self, parts: list[str], value: bytes | None) -> None:
         legacy = len(parts) == 5

@@ -51,3 +51,8 @@ DELTA_LATENCY = Histogram(
     "producer) to the transaction holding its delta committed.",
     buckets=HOP_BUCKETS,
 )
+FENCED_EVENTS = Counter(
+    "deltawatch_differ_fenced_events_total",
+    "Resource events dropped because a newer watcher leader epoch was already seen for their "
+    "cluster on their partition (sent by a deposed leader)",
+)

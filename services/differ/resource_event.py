@@ -47,6 +47,10 @@ class ResourceEvent:
     object: dict[str, Any] | None
     object_text: str | None = None
     """``object`` as the watcher wrote it (reused as the stored status when already clean)."""
+    leader_epoch: int | None = None
+    """The watcher leader's term (:mod:`services.differ.leader_fence`); None without election."""
+    leader_lease: str = ""
+    """The Lease that epoch counts (``namespace/name``); empty without election."""
 
     @property
     def is_marker(self) -> bool:
@@ -108,4 +112,12 @@ def parse_resource_event(record: dict[str, Any]) -> ResourceEvent:
         list_id=record.get("list_id"),
         object=parsed,
         object_text=raw_object,
+        leader_epoch=_leader_epoch(record.get("leader_epoch")),
+        leader_lease=str(record.get("leader_lease") or ""),
     )
+
+
+def _leader_epoch(value: Any) -> int | None:
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return value
+    raise PoisonRecord(f"leader_epoch is not a number: {value!r}")

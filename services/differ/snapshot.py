@@ -145,6 +145,9 @@ class PartitionSnapshot:
     leave only the old record and bring a since-deleted resource back."""
     legacy_lists: set[ListScope] = field(default_factory=set)
     """Open lists restored from such records (same reason)."""
+    leader_epochs: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Per (cluster, Lease), the highest watcher leader epoch seen
+    (:mod:`services.differ.leader_fence`)."""
 
     def instance(self, instance_id: str) -> InstanceSnapshot | None:
         return self.instances.get(instance_id)

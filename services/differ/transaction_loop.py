@@ -36,9 +36,10 @@ from deltawatch.resource_identity import EventType
 from deltawatch.settings import DifferSettings
 from deltawatch.shutdown import ShutdownFlag
 from services.differ import metrics
-from services.differ.changelog_codec import encode_outcome
+from services.differ.changelog_codec import encode_epochs, encode_outcome
 from services.differ.dead_letter import dead_letter_record
 from services.differ.delta_events import delta_record, heartbeat_record, synced_record
+from services.differ.leader_fence import BatchFence
 from services.differ.owned_partitions import OwnedPartitions
 from services.differ.resource_diff import BatchOutcome, apply_batch
 from services.differ.resource_event import PoisonRecord, ResourceEvent, parse_resource_event
@@ -89,6 +90,9 @@ class DifferLoop:
         self.serde = AvroSerde.from_file(
             "resource-event.avsc", topics.resource_events, settings.schema_registry_url
         )
+        # Watchers of the release before leader election still write the schema without it.
+        self.serde.accept_earlier_writer(("leader_epoch", "leader_lease"))
+        self._fenced_logged: set[tuple[int, tuple[str, str], int]] = set()
         producer = make_producer(
             settings,
             transactional_id=self.transactional_id,
@@ -176,17 +180,22 @@ class DifferLoop:
         dead_letters: list[KafkaRecord] = []
         types: Counter[EventType] = Counter()
         store = self.owned.store
+        fences = {p: BatchFence(store.get(p).leader_epochs) for p in batches}
         outcomes = {
-            p: apply_batch(store.get(p), self._events(batch, dead_letters, types))
+            p: apply_batch(
+                store.get(p), fences[p].admitted(self._events(batch, dead_letters, types))
+            )
             for p, batch in batches.items()
         }
         for event_type, count in types.items():
             metrics.INPUT_EVENTS.labels(event_type.value).inc(count)
         metrics.BATCH_SIZE.observe(len(messages))
-        if self.core.commit(self._outputs(outcomes, dead_letters), offsets):
+        if self.core.commit(self._outputs(outcomes, dead_letters, fences), offsets):
             for partition, outcome in outcomes.items():
                 self.owned.add_resources(partition, outcome.commit_to(store.get(partition)))
+                fences[partition].commit_to(store.get(partition).leader_epochs)
                 self._account(partition, outcome)
+                self._account_fenced(partition, fences[partition])
             metrics.DEAD_LETTERS.inc(len(dead_letters))
             self.owned.refresh_gauges()
             _observe_latency(messages, time.time())
@@ -220,7 +229,10 @@ class DifferLoop:
             yield event
 
     def _outputs(
-        self, outcomes: dict[int, BatchOutcome], dead_letters: list[KafkaRecord]
+        self,
+        outcomes: dict[int, BatchOutcome],
+        dead_letters: list[KafkaRecord],
+        fences: dict[int, BatchFence],
     ) -> Iterator[OutputRecord]:
         """What the batch's transaction writes; partition *p*'s output goes to partition *p*."""
         deltas, changelog = self.topics.deltas, self.topics.changelog
@@ -230,6 +242,8 @@ class DifferLoop:
             for notice in outcome.synced:
                 yield _output(deltas, partition, synced_record(notice))
             for key, value in encode_outcome(outcome):
+                yield OutputRecord(changelog, partition, key, value)
+            for key, value in encode_epochs(fences[partition].writes):
                 yield OutputRecord(changelog, partition, key, value)
         for record in dead_letters:
             yield _output(self.topics.dlq, None, record)
@@ -264,6 +278,23 @@ class DifferLoop:
             )
         if outcome.deltas or outcome.synced:
             self.owned.last_output[partition] = time.monotonic()
+
+    def _account_fenced(self, partition: int, fence: BatchFence) -> None:
+        """Count what the leader fence dropped; one info line per partition, Lease and epoch."""
+        for (fenced, epoch), count in fence.dropped.items():
+            metrics.FENCED_EVENTS.inc(count)
+            if (partition, fenced, epoch) in self._fenced_logged:
+                continue
+            self._fenced_logged.add((partition, fenced, epoch))
+            self.log.info(
+                "events of a deposed watcher leader dropped",
+                partition=partition,
+                cluster=fenced[0],
+                lease=fenced[1],
+                leader_epoch=epoch,
+                highest_epoch=fence.highest(fenced),
+                events=count,
+            )
 
     # -- idle work ---------------------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 Wiring only, in start-up order: settings → HTTP (health, metrics) → topics → producer → read
 the subscriptions topic to its end → connect to Kubernetes → one watch per target → follow
-subscription changes until SIGTERM. Shutdown runs the other way: stop the watches, publish
-and flush what is queued (bounded so the process exits within 10 s), exit 0. A fatal
+subscription changes until SIGTERM. With ``DELTAWATCH_LEADER_ELECTION`` the watches run only
+while this process holds the cluster's Lease (:mod:`services.watcher.leadership`). Shutdown
+runs the other way: stop the watches, publish and flush what is queued (bounded so the process
+exits within 10 s), release the Lease, exit 0. A fatal
 producer error (the idempotent producer can no longer guarantee order) exits 1 so the
 orchestrator restarts the watcher, whose initial relists then republish the truth.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from dataclasses import dataclass
 
 from kubernetes.client import ApiClient
@@ -26,6 +29,9 @@ from deltawatch.topics import contract_topics
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit, start_http
 from services.watcher import kube_api
 from services.watcher.kinds import SubscriptionKinds, WatchTarget, desired_targets
+from services.watcher.leader_election import LeaderElection
+from services.watcher.leadership import Leadership
+from services.watcher.lease_elector import ElectionTiming, LeaseElector
 from services.watcher.metrics import WatcherMetrics
 from services.watcher.outbox import Outbox
 from services.watcher.publisher import Publisher
@@ -47,6 +53,8 @@ class Pipeline:
     feed: SubscriptionFeed
     subscription_kinds: SubscriptionKinds
     supervisor: Supervisor
+    leadership: Leadership
+    election: LeaderElection | None
     fatal: threading.Event
 
 
@@ -64,6 +72,8 @@ def main() -> None:
         return
     api = kube_api_or_exit(settings, http)
     pipeline = start_pipeline(settings, api, health, metrics, shutdown)
+    if pipeline.election is not None:
+        pipeline.election.start()
     follow_subscriptions(settings, pipeline, health, shutdown, http.port)
     shut_down(pipeline, health, shutdown, http)
 
@@ -93,8 +103,15 @@ def start_pipeline(
         fatal.set()
         shutdown.request()
 
+    elector = _elector(settings)
     outbox = Outbox(settings.queue_max_bytes)
-    publisher = Publisher(settings, outbox, metrics, on_fatal)
+    publisher = Publisher(
+        settings,
+        outbox,
+        metrics,
+        on_fatal,
+        may_publish=(lambda: elector.leads_at(time.monotonic())) if elector else lambda: True,
+    )
     publisher.start()
     serde = AvroSerde.from_file(
         "resource-event.avsc", settings.resource_events_topic, settings.schema_registry_url
@@ -116,10 +133,50 @@ def start_pipeline(
             page_size=settings.list_page_size,
             watch_timeout_s=settings.watch_timeout_s,
             cluster_scope_owner=target.namespace == first_namespace,
+            leader=leadership.leader,
         )
 
     supervisor = Supervisor(start_watch, metrics)
-    return Pipeline(outbox, publisher, feed, subscription_kinds, supervisor, fatal)
+    lease = f"{settings.lease_namespace}/{settings.lease_name}" if elector else None
+    leadership = Leadership(
+        supervisor, publisher, health, metrics, cluster=settings.cluster, lease=lease
+    )
+    election = _election(settings, api, elector, leadership, health)
+    return Pipeline(
+        outbox, publisher, feed, subscription_kinds, supervisor, leadership, election, fatal
+    )
+
+
+def _election(
+    settings: WatcherSettings,
+    api: ApiClient,
+    elector: LeaseElector | None,
+    leadership: Leadership,
+    health: HealthState,
+) -> LeaderElection | None:
+    """The election loop (not started yet); without leader election the process just leads."""
+    if elector is None:
+        leadership.lead(None)
+        return None
+    leadership.stand_by()
+    return LeaderElection(
+        api,
+        elector,
+        namespace=settings.lease_namespace,
+        name=settings.lease_name,
+        on_started=leadership.lead,
+        on_stopped=leadership.stand_by,
+        on_answer=lambda: health.met("kubernetes"),
+    )
+
+
+def _elector(settings: WatcherSettings) -> LeaseElector | None:
+    if not settings.leader_election:
+        return None
+    timing = ElectionTiming(
+        settings.lease_duration_s, settings.lease_renew_deadline_s, settings.lease_retry_period_s
+    )
+    return LeaseElector(settings.watcher_identity, timing)
 
 
 def follow_subscriptions(
@@ -135,6 +192,7 @@ def follow_subscriptions(
     never starts watches for kinds it is about to learn are unsubscribed.
     """
     feed, supervisor = pipeline.feed, pipeline.supervisor
+    leadership = pipeline.leadership
 
     def desired() -> frozenset[WatchTarget]:
         return desired_targets(
@@ -155,7 +213,7 @@ def follow_subscriptions(
         was_caught_up = feed.caught_up
         changed = feed.poll(0.5)
         if feed.caught_up and (changed or not was_caught_up):
-            supervisor.reconcile(desired())
+            leadership.reconcile(desired())
             if not was_caught_up:
                 health.met("subscriptions")
                 log.info(
@@ -171,11 +229,14 @@ def shut_down(
     """Stop the watches, flush what is queued within the budget; exit 1 after a fatal error."""
     health.stopping()
     log.info("watcher stopping", signal=shutdown.signal_name)
-    pipeline.supervisor.stop_all(2.0)
+    pipeline.leadership.close()
     pipeline.outbox.close()
-    unsent = pipeline.publisher.stop(SHUTDOWN_BUDGET_S - 2.5)
+    unsent = pipeline.publisher.stop(SHUTDOWN_BUDGET_S - 3.5)
     if unsent:
         log.warning("records not acknowledged at shutdown; the next start relists", unsent=unsent)
+    if pipeline.election is not None:
+        # After the flush: what this term observed is in Kafka before the standby starts.
+        pipeline.election.stop(1.0)
     pipeline.feed.close()
     http.stop()
     log.info("watcher stopped")

@@ -3,7 +3,8 @@
 They answer the questions an operator has about a watcher: is it publishing (events by kind
 and type), is it healthy against the API server (relists by reason, watch restarts by cause,
 seconds since each kind last produced an event), is Kafka keeping up (queue depth and bytes,
-publish errors). Kinds are labelled ``group/version/Kind`` (``v1/Kind`` for the core group).
+publish errors), and does it lead its cluster's active/standby pair. Kinds are labelled
+``group/version/Kind`` (``v1/Kind`` for the core group).
 """
 
 from __future__ import annotations
@@ -99,6 +100,15 @@ class WatcherMetrics:
             "by Kafka (watched changes only, not a list's objects).",
             buckets=HOP_BUCKETS,
             registry=registry,
+        )
+        self.leader = gauge(
+            "deltawatch_watcher_leader",
+            "1 while this watcher leads (runs the watches), 0 while it stands by.",
+        )
+        self.leader_transitions = counter(
+            "deltawatch_watcher_leader_transitions",
+            "Times this watcher started leading (to=leader) or stopped (to=standby).",
+            ["to"],
         )
         self.since_last_event = _SinceLastEvent()
         registry.register(self.since_last_event)

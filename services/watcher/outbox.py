@@ -73,6 +73,15 @@ class Outbox:
             self._cond.notify_all()
             return item
 
+    def clear(self) -> int:
+        """Drop everything queued (leadership lost: the next leader's relist tells the truth)."""
+        with self._cond:
+            dropped = len(self._items)
+            self._items.clear()
+            self._bytes = 0
+            self._cond.notify_all()
+            return dropped
+
     def close(self) -> None:
         """Refuse further items and wake every blocked producer thread."""
         with self._cond:

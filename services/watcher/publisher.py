@@ -10,6 +10,12 @@ broker has acknowledged it.
 
 List markers have no key and go to every partition (``partition=`` on produce), so every
 differ partition sees where each list begins and ends.
+
+With leader election, ``may_publish`` (the elector's "do we still lead at this monotonic
+instant") is asked before each record is handed to librdkafka: a leader that stalled past its
+renew deadline drops records instead of publishing them next to the new leader's. What
+librdkafka already holds is purged when the term ends (:meth:`Publisher.drop_pending`); what
+escapes both (handed over just before a stall) carries the old epoch, which the differ drops.
 """
 
 from __future__ import annotations
@@ -54,8 +60,10 @@ class Publisher:
         outbox: Outbox,
         metrics: WatcherMetrics,
         on_fatal: Callable[[str], None],
+        may_publish: Callable[[], bool] = lambda: True,
     ) -> None:
         self.topic = settings.resource_events_topic
+        self.may_publish = may_publish
         self.outbox = outbox
         self.metrics = metrics
         self.on_fatal = on_fatal
@@ -89,6 +97,13 @@ class Publisher:
         self._thread.join(timeout=max(0.0, deadline - time.monotonic()))
         left = int(self.producer.flush(max(0.0, deadline - time.monotonic())))
         return left + self.outbox.depth
+
+    def drop_pending(self) -> int:
+        """Drop what is queued here and in librdkafka (not what is in flight); the count."""
+        dropped = self.outbox.clear()
+        self.producer.purge(in_queue=True, in_flight=False, blocking=True)
+        self.producer.poll(0)
+        return dropped
 
     # -- the loop -------------------------------------------------------------------------
 
@@ -131,6 +146,8 @@ class Publisher:
         self, item: Outgoing, partition: int | None, on_delivered: Callable[[], None] | None
     ) -> None:
         def delivered(err: KafkaError | None, _msg: Message) -> None:
+            if err is not None and err.code() == KafkaError._PURGE_QUEUE:
+                return  # dropped on purpose: leadership ended
             if err is not None:
                 self.metrics.publish_errors.labels(err.name()).inc()
                 self.log.error(
@@ -148,6 +165,9 @@ class Publisher:
             if on_delivered is not None:
                 on_delivered()
 
+        if not self.may_publish():
+            self.metrics.publish_errors.labels("not_leader").inc()
+            return
         kwargs: dict[str, Any] = {"on_delivery": delivered}
         if partition is not None:
             kwargs["partition"] = partition

@@ -3,7 +3,9 @@
 The record is the one contract between the watcher and the differ, so every field is filled
 here, in one place: the object travels as JSON text without ``metadata.managedFields`` (large,
 changes on every write, never part of a delta), objects are keyed by their instance-id, and
-list markers carry no key because they go to every partition.
+list markers carry no key because they go to every partition. ``leader_epoch`` is the Lease's
+``leaseTransitions`` of the term that observed it and ``leader_lease`` that Lease (both None
+without leader election).
 """
 
 from __future__ import annotations
@@ -29,6 +31,20 @@ class ListRun:
     resource_version: str
 
 
+@dataclass(frozen=True)
+class Leader:
+    """The term a record was observed in: its Lease (``namespace/name``) and epoch."""
+
+    lease: str
+    epoch: int
+
+
+def leader_fields(leader: Leader | None) -> Obj:
+    if leader is None:
+        return {"leader_epoch": None, "leader_lease": None}
+    return {"leader_epoch": leader.epoch, "leader_lease": leader.lease}
+
+
 def instance_label_value(obj: Obj, label: str) -> str | None:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     value = labels.get(label) if isinstance(labels, dict) else None
@@ -44,6 +60,7 @@ def object_record(
     cluster: str,
     observed_at: datetime,
     list_run: ListRun | None = None,
+    leader: Leader | None = None,
 ) -> Obj:
     metadata = obj.get("metadata") or {}
     return {
@@ -61,6 +78,7 @@ def object_record(
         "list_id": list_run.list_id if list_run else None,
         "list_reason": list_run.reason if list_run else None,
         "object": json.dumps(without_managed_fields(obj), separators=(",", ":")),
+        **leader_fields(leader),
     }
 
 
@@ -72,6 +90,7 @@ def marker_record(
     cluster: str,
     observed_at: datetime,
     namespaced: bool = True,
+    leader: Leader | None = None,
 ) -> Obj:
     """A list marker; ``namespace`` is the namespace the list covered (None: all of them)."""
     return {
@@ -89,4 +108,5 @@ def marker_record(
         "list_id": list_run.list_id,
         "list_reason": list_run.reason,
         "object": None,
+        **leader_fields(leader),
     }

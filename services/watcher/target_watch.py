@@ -28,7 +28,14 @@ from services.watcher.kinds import WatchTarget
 from services.watcher.listwatch import Hooks, ListBegan, Listed, ListEnded, ListWatch, Watched
 from services.watcher.metrics import WatcherMetrics
 from services.watcher.outbox import Outbox, Outgoing
-from services.watcher.records import ListReason, ListRun, Obj, marker_record, object_record
+from services.watcher.records import (
+    Leader,
+    ListReason,
+    ListRun,
+    Obj,
+    marker_record,
+    object_record,
+)
 
 
 class TargetWatch:
@@ -46,6 +53,7 @@ class TargetWatch:
         page_size: int,
         watch_timeout_s: int,
         cluster_scope_owner: bool = True,
+        leader: Leader | None = None,
     ) -> None:
         self.target = target
         self.kind = str(target.gvk)
@@ -55,6 +63,7 @@ class TargetWatch:
         self.health = health
         self.cluster = cluster
         self.cluster_scope_owner = cluster_scope_owner
+        self.leader = leader
         self.condition = f"listed:{target}"
         self.stop = threading.Event()
         self.index = InstanceIndex(instance_label)
@@ -174,6 +183,7 @@ class TargetWatch:
                 cluster=self.cluster,
                 observed_at=now,
                 list_run=observation.run,
+                leader=self.leader,
             )
             return self._enqueue(record, instance, EventType.LISTED)
         if isinstance(observation, ListBegan):
@@ -210,12 +220,19 @@ class TargetWatch:
             cluster=self.cluster,
             observed_at=now,
             namespaced=served.namespaced,
+            leader=self.leader,
         )
         return self._enqueue(record, None, event_type, on_delivered)
 
     def _put(self, event_type: EventType, obj: Obj, instance: str, now: datetime) -> bool:
         record = object_record(
-            event_type, self.target, obj, instance, cluster=self.cluster, observed_at=now
+            event_type,
+            self.target,
+            obj,
+            instance,
+            cluster=self.cluster,
+            observed_at=now,
+            leader=self.leader,
         )
         # Only watched changes time the first hop: a list's objects are state, not changes.
         return self._enqueue(record, instance, event_type, observed_at=now.timestamp())

@@ -32,6 +32,8 @@ RECORD: dict[str, Any] = {
     "list_id": None,
     "list_reason": None,
     "object": json.dumps({"metadata": {"name": "web"}, "spec": {"replicas": 3}}),
+    "leader_epoch": 7,
+    "leader_lease": "deltawatch/deltawatch-watcher-c1",
 }
 
 
@@ -117,3 +119,25 @@ def test_confluent_wire_format_round_trip(registry_url: str) -> None:
     assert _normalise(reader.decode(data)) == RECORD
     with pytest.raises(AvroDecodeError, match="unknown to the registry"):
         reader.decode(b"\x00\x00\x00\x00\x63" + data[5:])
+
+
+def test_a_reader_upgraded_first_decodes_records_of_the_schema_before_leader_epoch() -> None:
+    raw = load_schema("resource-event.avsc")
+    added = ("leader_epoch", "leader_lease")
+    before = dict(raw, fields=[f for f in raw["fields"] if f["name"] not in added])
+    old_writer = AvroSerde(AvroSchema(before), "t")
+    record = {
+        "type": "LIST_BEGIN",
+        "cluster": "east",
+        "group": "",
+        "version": "v1",
+        "kind": "Pod",
+        "resource_version": "1",
+        "observed_at": 0,
+        "list_id": "l-1",
+    }
+    reader = AvroSerde.from_file("resource-event.avsc", "t", None)
+    reader.accept_earlier_writer(added)
+    decoded = reader.decode(old_writer.encode(record))
+    assert decoded["leader_epoch"] is None
+    assert decoded["list_id"] == "l-1"

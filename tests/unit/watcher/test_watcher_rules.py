@@ -25,7 +25,7 @@ from services.watcher.kinds import (
 )
 from services.watcher.lines import split_lines
 from services.watcher.outbox import Outbox, Outgoing
-from services.watcher.records import ListRun, marker_record, object_record
+from services.watcher.records import Leader, ListRun, marker_record, object_record
 
 LABEL = "k8splugin.io/rb-instance-id"
 CM = GroupVersionKind.parse("v1/ConfigMap")
@@ -229,7 +229,14 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
     record = serde.decode(
         serde.encode(
             object_record(
-                EventType.LISTED, target, obj, "inst-1", cluster="c1", observed_at=at, list_run=run
+                EventType.LISTED,
+                target,
+                obj,
+                "inst-1",
+                cluster="c1",
+                observed_at=at,
+                list_run=run,
+                leader=Leader("ns/lease", 3),
             )
         )
     )
@@ -248,6 +255,8 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
         "list_id": "L1",
         "list_reason": "expired",
         "object": record["object"],
+        "leader_epoch": 3,
+        "leader_lease": "ns/lease",
     }
     shipped = json.loads(record["object"])
     assert "managedFields" not in shipped["metadata"]
@@ -258,6 +267,7 @@ def test_object_and_marker_records_round_trip_through_the_avro_schema() -> None:
         serde.encode(marker_record(EventType.LIST_END, target, run, cluster="c1", observed_at=at))
     )
     assert marker["type"] == "LIST_END"
+    assert (marker["leader_epoch"], marker["leader_lease"]) == (None, None)  # no election
     assert marker["instance_id"] is None
     assert marker["object"] is None
     assert marker["name"] is None
