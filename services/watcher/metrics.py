@@ -101,14 +101,20 @@ class WatcherMetrics:
             buckets=HOP_BUCKETS,
             registry=registry,
         )
-        self.leader = gauge(
+        self.since_last_event = _SinceLastEvent()
+        registry.register(self.since_last_event)
+        self._bind_pair_metrics(registry)
+
+    def _bind_pair_metrics(self, registry: CollectorRegistry) -> None:
+        """The active/standby pair's view: which role this process has, and how often it moved."""
+        self.leader = Gauge(
             "deltawatch_watcher_leader",
             "1 while this watcher leads (runs the watches), 0 while it stands by.",
+            registry=registry,
         )
-        self.leader_transitions = counter(
+        self.leader_transitions = Counter(
             "deltawatch_watcher_leader_transitions",
             "Times this watcher started leading (to=leader) or stopped (to=standby).",
             ["to"],
+            registry=registry,
         )
-        self.since_last_event = _SinceLastEvent()
-        registry.register(self.since_last_event)
