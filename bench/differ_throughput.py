@@ -42,17 +42,23 @@ DELTAWATCH_BATCH_MAX 5000
 ===================================  ===================  ===================
 
 The anchors vary 2-3x from run to run on this machine (the same code: plain 69-171 k/s, EOS at
-500 20-53 k/s), so compare the differ's own figures: in four alternating A/B runs of the differ
-alone (load 4-6) main did 5.8-8.6 k (500) and 11.3 k (5000), this branch 7.2-9.5 k and
-13.7-15.4 k. What the differ gained: a direct ``produce()`` per output record, no frozen
+500 20-53 k/s), and so does the differ: the single pair above suggests a gain that alternating
+runs do not confirm. In eight alternating runs of the differ alone (load 1.3-3.5), main did
+6.8-9.5 k (500) and 11.5-15.0 k (5000), this branch 6.5-11.3 k and 12.0-15.8 k: the same within
+the noise. What is measurably faster is the differ's Python per event without Kafka (decode,
+parse, diff, delta and changelog records; three alternating runs of 30,000 events at 500):
+58-66 µs on main, 49-53 µs here, from a direct ``produce()`` per output record, no frozen
 dataclass per event or output record, no list-scope lookups while no list is open, cheaper
-timestamps and delta bodies, and, at 5000, batches that stay full under load (the busy-linger
-rule measures from the poll).
+timestamps and delta bodies. Whole-process CPU per event in the loop is ~85-140 µs (including
+librdkafka's threads), so that gain is ~10 % of it. One regression was found and fixed on the
+way: the differ's busy-linger rule as first re-applied from branch ``latency`` (measured from
+the previous batch's end) turned lingering off under heavy load (a 5000-record batch takes longer than the quiet span) and halved the
+throughput at 5000; it now measures from the poll.
 
 The ≥ 0.5 target is not met, and at 5000 it is not within reach of micro-optimisation: the EOS
 passthrough takes ~11-20 µs of wall time per record (mostly in librdkafka and the broker), while
-the differ spends ~65-120 µs of CPU per event (process CPU time over the run, load 4-6), spread
-thin in Python (cProfile, BATCH_MAX 500, each item ~5-10 %: Avro decode
+the differ spends ~85-140 µs of CPU per event (process CPU time over the run), ~50 of them
+spread thin in Python (cProfile, BATCH_MAX 500, each item ~5-10 %: Avro decode
 (fastavro), ``parse_resource_event`` with orjson, the canonical digest, the delta body and
 headers, the changelog records, three produces per event at 500 on this workload (delta,
 resource record, sequence record: every batch touches each instance once), the
