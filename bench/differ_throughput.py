@@ -52,8 +52,8 @@ dataclass per event or output record, no list-scope lookups while no list is ope
 timestamps and delta bodies. Whole-process CPU per event in the loop is ~85-140 µs (including
 librdkafka's threads), so that gain is ~10 % of it. One regression was found and fixed on the
 way: the differ's busy-linger rule as first re-applied from branch ``latency`` (measured from
-the previous batch's end) turned lingering off under heavy load (a 5000-record batch takes longer than the quiet span) and halved the
-throughput at 5000; it now measures from the poll.
+the previous batch's end) turned lingering off under heavy load (a 5000-record batch takes
+longer than the quiet span) and halved the throughput at 5000; it now measures from the poll.
 
 The ≥ 0.5 target is not met, and at 5000 it is not within reach of micro-optimisation: the EOS
 passthrough takes ~11-20 µs of wall time per record (mostly in librdkafka and the broker), while
