@@ -34,12 +34,13 @@ during both runs, which ran back to back; ``--duration 20 --rates 10,100``; ms, 
 100/s delta→cb      20.1 / 69.2                19.9 / 99.4
 ==================  =========================  =========================
 
-Two other before/after pairs (load 5-13) gave 10/s p50 62 → 25 and 50 → 29 ms; the p99s
-(before 90-219, after 85-159 at 10/s; 185-435 and 175-535 at 100/s) follow the machine's
-load more than the code: at these rates the pipeline's own waits are now a few ms each, and
-the tail is time spent waiting for a CPU (broker, API server, etcd, three workers, the driver
-and the neighbours' work on 2 cores). Targets not met on this machine: p99 ≤ 50 ms at 10/s,
-≤ 100 ms at 100/s.
+Three other before/after pairs (load 3.7-13) gave 10/s p50 62 → 25, 50 → 29 and 50 → 25 ms:
+the p50 gain holds in every pair. The p99s do not show a reliable change (10/s: before 90-219,
+after 85-159; 100/s: before 185-435, after 175-536, worse after in three of the four pairs,
+each time with the after-run at a higher load) and follow the machine's load more than the
+code: at these rates the pipeline's own waits are now a few ms each, and the tail is time spent
+waiting for a CPU (broker, API server, etcd, three workers, the driver and the neighbours' work
+on 2 cores). Targets not met on this machine: p99 ≤ 50 ms at 10/s, ≤ 100 ms at 100/s.
 
 (*) the watcher's publisher served delivery reports every 100 ms when idle, so a record
 already on the broker was counted (and its list readiness noticed) late; now every 2 ms
