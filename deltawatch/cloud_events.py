@@ -47,8 +47,9 @@ class CloudEventDecodeError(Exception):
 
 def rfc3339_ms(moment: datetime) -> str:
     """``2026-11-24T10:15:30.123Z``: UTC, milliseconds, as the contract writes every time."""
-    utc = moment.astimezone(UTC)
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+    # isoformat truncates to milliseconds as the contract wants, at a fraction of strftime's cost
+    # (the differ stamps every delta with it).
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
 
 
 def utc_now() -> datetime:

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import KW_ONLY, dataclass, field
-from typing import Any
+from typing import Any, NamedTuple, cast
 
 import prometheus_client
 from confluent_kafka import (
@@ -73,9 +73,11 @@ class TransactionAbandoned(Exception):
     """
 
 
-@dataclass(frozen=True)
-class OutputRecord:
-    """One record a transaction writes."""
+class OutputRecord(NamedTuple):
+    """One record a transaction writes.
+
+    A named tuple rather than a frozen dataclass: a batch writes thousands of them, and a frozen
+    dataclass's ``__init__`` (one ``object.__setattr__`` per field) cost more than producing."""
 
     topic: str
     partition: int | None
@@ -187,16 +189,23 @@ class TransactionalCore:
     # -- inside the transaction --------------------------------------------------------------
 
     def _produce(self, record: OutputRecord) -> None:
-        options: dict[str, Any] = {}
-        if record.partition is not None:
-            options["partition"] = record.partition
-        if record.headers:
-            options["headers"] = record.headers
-        if record.timestamp_ms:
-            options["timestamp"] = record.timestamp_ms
-        produce_when_room(
-            self.producer, record.topic, key=record.key, value=record.value, wait_s=0.05, **options
-        )
+        # One direct produce() per record (partition -1: the partitioner's choice; timestamp 0:
+        # stamped by the producer); the helper with its keyword dict only when the queue is full.
+        topic, partition, key, value, headers, timestamp_ms = record
+        try:
+            self.producer.produce(
+                topic,
+                value,
+                key,
+                partition=-1 if partition is None else partition,
+                timestamp=timestamp_ms,
+                headers=cast(Any, headers),  # a list of (str, bytes) is one of its accepted forms
+            )
+        except BufferError:
+            options: dict[str, Any] = {"timestamp": timestamp_ms, "headers": headers}
+            if partition is not None:
+                options["partition"] = partition
+            produce_when_room(self.producer, topic, key=key, value=value, wait_s=0.05, **options)
 
     def _send_offsets(self, offsets: Mapping[tuple[str, int], int]) -> None:
         positions = [TopicPartition(t, p, o) for (t, p), o in offsets.items()]

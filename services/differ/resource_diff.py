@@ -168,6 +168,8 @@ class _Overlay:
 
     def list_covering(self, key: ResourceKey) -> str | None:
         """The open list whose scope covers ``key`` (namespaced scope first), if any."""
+        if not self.lists and not self.base.open_lists:
+            return None  # no list under way, the common case: no scope keys to build
         for namespace in (key.namespace, ""):
             scope = ListScope(key.cluster, key.group, key.version, key.kind, namespace)
             list_id = self.open_list(scope)

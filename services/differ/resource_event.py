@@ -28,9 +28,10 @@ class PoisonRecord(Exception):
 
 
 MARKERS = frozenset({EventType.LIST_BEGIN, EventType.LIST_END})
+_EVENT_TYPES: dict[object, EventType] = {t.value: t for t in EventType}
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: its __init__ (a setattr per field) cost ~2 µs per event
 class ResourceEvent:
     type: EventType
     cluster: str
@@ -67,10 +68,9 @@ def _observed_at(value: Any) -> datetime:
 
 def parse_resource_event(record: dict[str, Any]) -> ResourceEvent:
     """Check a decoded ``resource-event.avsc`` record; raise :class:`PoisonRecord` if unusable."""
-    try:
-        event_type = EventType(record["type"])
-    except (KeyError, ValueError):
-        raise PoisonRecord(f"unknown event type {record.get('type')!r}") from None
+    event_type = _EVENT_TYPES.get(record.get("type"))  # a dict: EventType(...) costs ~1 µs
+    if event_type is None:
+        raise PoisonRecord(f"unknown event type {record.get('type')!r}")
     for field in ("group", "version", "kind"):
         if not isinstance(record.get(field), str):
             raise PoisonRecord(f"{field} missing")

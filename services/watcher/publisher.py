@@ -34,7 +34,15 @@ from deltawatch.settings import WatcherSettings
 from services.watcher.metrics import WatcherMetrics
 from services.watcher.outbox import Outbox, Outgoing
 
-BUFFER_DEFAULTS = {"queue.buffering.max.kbytes": 64 * 1024, "queue.buffering.max.messages": 100_000}
+IDLE_WAIT_S = 0.1
+REPORT_POLL_S = 0.002
+BUFFER_DEFAULTS = {
+    "queue.buffering.max.kbytes": 64 * 1024,
+    "queue.buffering.max.messages": 100_000,
+    # Each watched change is a record of its own that the next hop waits for; under load records
+    # still batch while earlier requests are in flight, so a longer linger only adds latency.
+    "linger.ms": 1,
+}
 
 
 class _Countdown:
@@ -109,7 +117,10 @@ class Publisher:
 
     def _run(self) -> None:
         while True:
-            item = self.outbox.get(0.1)
+            # Delivery reports run only inside poll(): while records await their
+            # acknowledgement, look every few ms, or an idle outbox would hold each report (and
+            # the first hop's histogram, the published count, a list's readiness) up to 100 ms.
+            item = self.outbox.get(REPORT_POLL_S if len(self.producer) else IDLE_WAIT_S)
             if item is None:
                 self.producer.poll(0)
                 if self._stop.is_set():

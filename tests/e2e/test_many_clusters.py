@@ -487,7 +487,7 @@ def test_same_name_in_both_clusters_for_one_instance(
     )
 
     # The throttled subscriber's first callback went at once; what follows inside its interval
-    # is coalesced into its second one, east's and west's web-config kept apart.
+    # is coalesced into its second one (checked at the end).
     [first, *_] = wait_told(callback_sink, "/throttled", lambda r: len(r) >= 1, 30)
     ops.patch(pipeline.east.api, configs["east"], {"data": {"v": "east-2"}})
     ops.patch(pipeline.west.api, configs["west"], {"data": {"v": "west-2"}})
@@ -522,16 +522,45 @@ def test_same_name_in_both_clusters_for_one_instance(
     _, problems = fold(deltas_of(deltas, inst))
     assert problems == []
 
-    def both_in_one(callbacks: list[Request]) -> bool:
+    # The two patches came inside the throttled subscriber's first window, so its second
+    # callback coalesces them, east's and west's web-config kept apart: one entry each, with its
+    # own cluster's data. Whether an entry is "created" or "modified" there depends on whether
+    # its create was already in the first callback, which went at once with whatever had
+    # arrived: the clusters' deltas are separate events and may reach the notifier together or
+    # apart, so the expected change is read from the first callback, not assumed.
+    def patched(callback: Request, cluster: str) -> bool:
         return any(
-            was_told([c], change, "east", "web-config", check=has_data("v", "east-2"))
-            and was_told([c], change, "west", "web-config", check=has_data("v", "west-2"))
-            for c in callbacks
+            was_told([callback], change, cluster, "web-config", check=has_data("v", f"{cluster}-2"))
             for change in ("created", "modified")
         )
 
-    throttled = wait_told(callback_sink, "/throttled", both_in_one, THROTTLE_S + 30)
-    assert both_in_one(throttled[1:2]), [r.payload for r in throttled]
+    throttled = wait_told(
+        callback_sink,
+        "/throttled",
+        lambda r: all(any(patched(c, cluster) for c in r) for cluster in CLUSTERS),
+        THROTTLE_S + 30,
+    )
+    payloads = [r.payload for r in throttled]
+    assert throttled[0] == first, payloads
+    holding = [[i for i, c in enumerate(throttled) if patched(c, cluster)] for cluster in CLUSTERS]
+    assert holding == [[1], [1]], payloads  # both in the second callback, and only there
+    configs_told = sorted(
+        (
+            (entry["cluster"], change, entry["status"]["data"])
+            for change, entry in told(throttled[1:2])
+            if entry_key(entry)[1:] == ("ConfigMap", NAMESPACE, "web-config")
+        ),
+        key=lambda told_config: (told_config[0], told_config[1]),
+    )
+    expected = [
+        (
+            cluster,
+            "modified" if was_told([first], "created", cluster, "web-config") else "created",
+            {"lives-in": cluster, "v": f"{cluster}-2"},
+        )
+        for cluster in CLUSTERS  # in name order, as configs_told
+    ]
+    assert configs_told == expected, payloads
     assert throttled[1].received_at - throttled[0].received_at >= THROTTLE_S - 0.05
     for _change, entry in told(throttled):
         assert entry["status"]["metadata"]["labels"][LIVES_IN] == entry["cluster"]
