@@ -236,20 +236,18 @@ class WatcherSettings(CommonSettings):
             raise ValueError(f"{name!r} is not a valid Lease name (lower-case DNS subdomain)")
         return name
 
-    @field_validator("lease_renew_deadline_s")
+    @field_validator("lease_renew_deadline_s", "lease_retry_period_s")
     @classmethod
-    def _renew_below_duration(cls, value: float, info: ValidationInfo) -> float:
-        duration = info.data.get("lease_duration_s")
-        if duration is not None and value >= duration:
-            raise ValueError(f"must be less than DELTAWATCH_LEASE_DURATION_S ({duration})")
-        return value
-
-    @field_validator("lease_retry_period_s")
-    @classmethod
-    def _retry_below_renew(cls, value: float, info: ValidationInfo) -> float:
-        deadline = info.data.get("lease_renew_deadline_s")
-        if deadline is not None and value >= deadline:
-            raise ValueError(f"must be less than DELTAWATCH_LEASE_RENEW_DEADLINE_S ({deadline})")
+    def _shorter_than_the_previous_timing(cls, value: float, info: ValidationInfo) -> float:
+        """Retry period < renew deadline < lease duration, as client-go's elector requires."""
+        longer = {
+            "lease_renew_deadline_s": ("lease_duration_s", "DELTAWATCH_LEASE_DURATION_S"),
+            "lease_retry_period_s": ("lease_renew_deadline_s", "DELTAWATCH_LEASE_RENEW_DEADLINE_S"),
+        }
+        field, variable = longer[str(info.field_name)]
+        bound = info.data.get(field)
+        if bound is not None and value >= bound:
+            raise ValueError(f"must be less than {variable} ({bound})")
         return value
 
 

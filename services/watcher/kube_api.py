@@ -79,6 +79,18 @@ class ServedKind:
         return f"{prefix}/{self.plural}"
 
 
+def _failure(call: str, status: int, body: Any) -> KubeError:
+    """The error a non-2xx answer means to the list+watch loop."""
+    message = body.get("message", "") if isinstance(body, dict) else ""
+    if _is_expired(status, body):
+        return ResourceExpired(f"{call}: {status} {message}")
+    if status == 404:
+        return KindNotServed(f"{call}: 404")
+    if status in (401, 403):
+        return AccessDenied(f"{call}: {status} {message}")
+    return KubeError(f"{call}: {status} {message}")
+
+
 def _is_expired(status: int, body: Any) -> bool:
     if status == 410:
         return True
@@ -117,13 +129,7 @@ def _get_json(api: ApiClient, path: str, query: Mapping[str, str]) -> Obj:
     except json.JSONDecodeError as exc:
         raise KubeError(f"GET {path}: answer is not JSON: {exc}") from exc
     if not 200 <= response.status <= 299:
-        if _is_expired(response.status, decoded):
-            raise ResourceExpired(f"GET {path}: {response.status} {decoded.get('message')}")
-        if response.status == 404:
-            raise KindNotServed(f"GET {path}: 404")
-        if response.status in (401, 403):
-            raise AccessDenied(f"GET {path}: {response.status} {decoded.get('message', '')}")
-        raise KubeError(f"GET {path}: {response.status} {decoded.get('message', '')}")
+        raise _failure(f"GET {path}", response.status, decoded)
     if not isinstance(decoded, dict):
         raise KubeError(f"GET {path}: answer is not a JSON object")
     return decoded
@@ -221,11 +227,5 @@ def open_watch(
             body = json.loads(response.read() or b"{}")
         except (json.JSONDecodeError, Urllib3Error, OSError):
             body = {}
-        if _is_expired(response.status, body):
-            raise ResourceExpired(f"WATCH {path} from {resource_version}: {response.status}")
-        if response.status == 404:
-            raise KindNotServed(f"WATCH {path}: 404")
-        if response.status in (401, 403):
-            raise AccessDenied(f"WATCH {path}: {response.status} {body.get('message', '')}")
-        raise KubeError(f"WATCH {path}: {response.status} {body.get('message', '')}")
+        raise _failure(f"WATCH {path} from {resource_version}", response.status, body)
     return WatchStream(response, path)
