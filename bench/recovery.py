@@ -19,7 +19,8 @@ Figures on this 2-core machine (load ~4-6, other work running), kill→delivered
 * before (static membership only in the notifier, 45 s session timeout, a 0.5 s consume wait
   per restore read), 2 rounds: differ 48.5 / 49.2 s, notifier 3.7 / 3.9 s, watcher 2.5 / 2.8 s,
   differ+watcher 47.7 / 47.9 s;
-* after (claimed static member ids, 10 s sessions, one restore read with short fetch waits),
+* after (claimed static member ids, then 10 s sessions, since reverted to 45 s: they do not
+  change these figures; one restore read with short fetch waits),
   10 rounds: differ 2.14 / 3.61 s, notifier 2.29 / 3.00 s, watcher 1.34 / 2.23 s,
   differ+watcher 2.63 / 3.15 s; ready→delivered at most 0.19 s.
 """

@@ -34,14 +34,17 @@ _MANUAL_OFFSETS: dict[str, Any] = {
 }
 
 
-GROUP_SESSION_TIMEOUT_MS = 10000
+GROUP_SESSION_TIMEOUT_MS = 45000
 """How long the group waits for a silent member before giving its partitions to others.
 
-librdkafka's 45 s would be a 45 s blackout of a member that died for good (a scale-down, a
-lost node); a restarted member does not wait for it at all, since it rejoins under its static
-``group.instance.id``. Heartbeats come from librdkafka's own thread, so a long batch in Python
-does not miss them: 10 s (the broker allows 6 s and up) is safe. ``DELTAWATCH_KAFKA_CONFIG``
-may set another value."""
+librdkafka's own default, set here so that :func:`session_timeout_s` knows it. Fast restarts
+do not depend on it: a restarted member rejoins under its static ``group.instance.id`` and
+gets its partitions back at once. A shorter one is not safe with static membership: when the
+coordinator is unreachable for longer than the session (a broker restart, a paused broker),
+librdkafka gives up the session itself, rejoins under a new member id and is then fenced by its
+own earlier membership (``FENCED_INSTANCE_ID``, a fatal error; librdkafka issue 3437), which the
+broker-outage reliability test caught at 10 s. ``DELTAWATCH_KAFKA_CONFIG`` may set another
+value."""
 
 _GROUP_DEFAULTS: dict[str, Any] = {"session.timeout.ms": GROUP_SESSION_TIMEOUT_MS}
 

@@ -11,11 +11,12 @@ no member elsewhere.
 
 from __future__ import annotations
 
+import concurrent.futures
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
 
 from deltawatch.kafka_clients import make_admin, session_timeout_s
@@ -36,14 +37,32 @@ log = get_logger("deltawatch.member")
 QUERY_TIMEOUT_S = 10.0
 
 
-def describe_members(admin: AdminClient, group_id: str) -> list[GroupMember]:
-    """The group's current members; none when the group does not exist (yet)."""
-    future = admin.describe_consumer_groups([group_id], request_timeout=QUERY_TIMEOUT_S)[group_id]
-    try:
-        description = future.result(timeout=QUERY_TIMEOUT_S)
-    except KafkaException as exc:
-        log.warning("group not described; assuming no members", group=group_id, error=str(exc))
-        return []
+def describe_members(
+    admin: AdminClient, group_id: str, stop_requested: Callable[[], bool] = lambda: False
+) -> list[GroupMember]:
+    """The group's current members; none when the group does not exist (yet).
+
+    A coordinator that does not answer (a broker starting, its group metadata loading) is
+    asked again until it does: starting without knowing could fence a live peer.
+    """
+    delay = 0.5
+    while True:
+        future = admin.describe_consumer_groups([group_id], request_timeout=QUERY_TIMEOUT_S)
+        try:
+            description = future[group_id].result(timeout=QUERY_TIMEOUT_S + 5)
+            break
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
+                return []
+            reason = str(exc)
+        except concurrent.futures.TimeoutError:
+            reason = f"no answer within {QUERY_TIMEOUT_S + 5:g}s"
+        if stop_requested():
+            return []
+        log.warning("group not described yet; asking again", group=group_id, error=reason)
+        time.sleep(delay)
+        delay = min(delay * 2, 5.0)
     return [
         GroupMember(member.member_id, member.group_instance_id, member.client_id)
         for member in description.members
@@ -98,7 +117,7 @@ def _wait_out_peers_elsewhere(
     stop_requested: Callable[[], bool],
 ) -> None:
     own_host = host_name()
-    first = peers_elsewhere(describe_members(admin, group_id), member_id, own_host)
+    first = peers_elsewhere(describe_members(admin, group_id, stop_requested), member_id, own_host)
     if not first:
         return
     log.warning(
@@ -110,7 +129,8 @@ def _wait_out_peers_elsewhere(
     watched = {peer.member_id for peer in first}
     deadline = time.monotonic() + session_timeout_s + 2.0
     while not stop_requested():
-        current = peers_elsewhere(describe_members(admin, group_id), member_id, own_host)
+        members = describe_members(admin, group_id, stop_requested)
+        current = peers_elsewhere(members, member_id, own_host)
         alive = [peer for peer in current if peer.member_id in watched]
         if not alive:
             return
