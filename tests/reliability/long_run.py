@@ -40,17 +40,20 @@ from tests.reliability.pipeline_run import (
 from tests.reliability.scenarios import (
     CLUSTERS_PARTITIONS,
     CLUSTERS_REPLICAS,
+    PAIR_REPLICAS,
     broker_outages,
     cluster_rounds,
     clusters_worker_env,
     kube_faults,
+    pair_rounds,
+    pair_worker_env,
     replica_loss,
     sigkill_rounds,
     sigterm_rounds,
     sink_faults,
 )
 
-SCENARIOS = ("sigkill", "sigterm", "sink", "kube", "broker", "replicas", "clusters")
+SCENARIOS = ("sigkill", "sigterm", "sink", "kube", "broker", "replicas", "clusters", "pair")
 INSTANCES = ["rel0", "rel1", "rel2", "rel3"]
 
 
@@ -150,6 +153,9 @@ def _one(
     }
     replicas = {"watcher": 1, "differ": 2, "notifier": 2} if name == "replicas" else None
     worker_env = None
+    if name == "pair":
+        replicas = PAIR_REPLICAS
+        worker_env = pair_worker_env(namespace)
     west_api = None
     if name == "clusters":
         assert west is not None
@@ -172,6 +178,7 @@ def _one(
             "sink": lambda: sink_faults(run, driver, rng, changes, rounds, pace),
             "kube": lambda: kube_faults(run, driver, rng, changes, rounds, kube, pace),
             "replicas": lambda: replica_loss(run, driver, rng, changes, rounds, pace),
+            "pair": lambda: pair_rounds(run, driver, rng, changes, rounds, pace),
         }
         if west_api is not None:
             drivers = [
