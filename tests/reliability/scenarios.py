@@ -304,7 +304,7 @@ def pair_worker_env(namespace: str) -> dict[tuple[str, int], dict[str, str]]:
     """Two watchers of one cluster, electing their leader on a Lease in the run's own
     namespace (so runs never share a Lease), each with an identity of its own that survives
     its restarts (as a StatefulSet's pod name would)."""
-    return {
+    watchers = {
         ("watcher", index): {
             "DELTAWATCH_LEADER_ELECTION": "true",
             "DELTAWATCH_LEASE_NAMESPACE": namespace,
@@ -313,6 +313,10 @@ def pair_worker_env(namespace: str) -> dict[tuple[str, int], dict[str, str]]:
         }
         for index in range(PAIR_REPLICAS["watcher"])
     }
+    # One record per differ transaction: a deposed leader's burst of old records (v2, v3
+    # after v4) would otherwise net out inside one batch against the snapshot and show
+    # nothing; alone, each one the fence let through would be a delta going back in time.
+    return {**watchers, ("differ", 0): {"DELTAWATCH_BATCH_MAX": "1"}}
 
 
 def watcher_role(run: PipelineRun, index: int) -> str | None:
