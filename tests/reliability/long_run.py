@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import typer
+from kubernetes.client import ApiClient
 
 from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 from deltawatch_tools.localkube import LocalKubeServer, ops
@@ -40,17 +41,20 @@ from tests.reliability.pipeline_run import (
 from tests.reliability.scenarios import (
     CLUSTERS_PARTITIONS,
     CLUSTERS_REPLICAS,
+    PAIR_REPLICAS,
     broker_outages,
     cluster_rounds,
     clusters_worker_env,
     kube_faults,
+    pair_rounds,
+    pair_worker_env,
     replica_loss,
     sigkill_rounds,
     sigterm_rounds,
     sink_faults,
 )
 
-SCENARIOS = ("sigkill", "sigterm", "sink", "kube", "broker", "replicas", "clusters")
+SCENARIOS = ("sigkill", "sigterm", "sink", "kube", "broker", "replicas", "clusters", "pair")
 INSTANCES = ["rel0", "rel1", "rel2", "rel3"]
 
 
@@ -124,6 +128,24 @@ def _real_crashes(report: Report) -> list[str]:
     return [c for c in report.crashes if not (allowed and c.endswith("exited 1"))]
 
 
+WorkerEnv = dict[tuple[str, int], dict[str, str]]
+
+
+def _layout(
+    name: str, namespace: str, kube: LocalKubeServer, west: LocalKubeServer | None
+) -> tuple[dict[str, int] | None, WorkerEnv | None]:
+    """The replicas of scenario ``name`` and the settings of single replicas (None: one of
+    each worker, all alike)."""
+    if name == "replicas":
+        return {"watcher": 1, "differ": 2, "notifier": 2}, None
+    if name == "pair":
+        return PAIR_REPLICAS, pair_worker_env(namespace)
+    if name == "clusters":
+        assert west is not None
+        return CLUSTERS_REPLICAS, clusters_worker_env([kube.kubeconfig, west.kubeconfig])
+    return None, None
+
+
 def _one(
     name: str,
     index: int,
@@ -148,15 +170,12 @@ def _one(
         "KUBECONFIG": str(kube.kubeconfig),
         "DELTAWATCH_NAMESPACES": namespace,
     }
-    replicas = {"watcher": 1, "differ": 2, "notifier": 2} if name == "replicas" else None
-    worker_env = None
+    replicas, worker_env = _layout(name, namespace, kube, west)
     west_api = None
     if name == "clusters":
         assert west is not None
         west_api = west.api_client()
         ops.create_namespace(west_api, namespace)  # the same namespace/names in both
-        replicas = CLUSTERS_REPLICAS
-        worker_env = clusters_worker_env([kube.kubeconfig, west.kubeconfig])
         env["DELTAWATCH_PARTITIONS"] = CLUSTERS_PARTITIONS
     run = PipelineRun(env, logs, replicas, worker_env)
     began = time.monotonic()
@@ -164,29 +183,9 @@ def _one(
         run.start_all()
         for subscription in default_subscriptions(INSTANCES):
             run.subscribe(subscription)
-        driver = ClusterDriver(api, namespace, INSTANCES, the_seed)
-        rng = random.Random(the_seed)
-        scripts: dict[str, Callable[[], Report]] = {
-            "sigkill": lambda: sigkill_rounds(run, driver, rng, changes, rounds, pace),
-            "sigterm": lambda: sigterm_rounds(run, driver, rng, changes, rounds, pace),
-            "sink": lambda: sink_faults(run, driver, rng, changes, rounds, pace),
-            "kube": lambda: kube_faults(run, driver, rng, changes, rounds, kube, pace),
-            "replicas": lambda: replica_loss(run, driver, rng, changes, rounds, pace),
-        }
-        if west_api is not None:
-            drivers = [
-                ClusterDriver(api, namespace, INSTANCES, the_seed, cluster="east"),
-                ClusterDriver(west_api, namespace, INSTANCES, the_seed + 1, cluster="west"),
-            ]
-            # --changes is the total, as in the other scenarios: half in each cluster
-            scripts["clusters"] = lambda: cluster_rounds(
-                run, drivers, rng, changes // 2, rounds, pace
-            )
-        if own_broker is not None:
-            broker = own_broker
-            scripts["broker"] = lambda: broker_outages(
-                run, driver, rng, changes, rounds, broker, pace
-            )
+        scripts = _scripts(
+            run, api, west_api, namespace, the_seed, kube, own_broker, changes, rounds, pace
+        )
         report = scripts[name]()
     finally:
         run.stop_all()
@@ -195,6 +194,42 @@ def _one(
             west_api.close()  # type: ignore[no-untyped-call]
     print(f"[reliability] {name}: {time.monotonic() - began:.0f}s", flush=True)
     return report
+
+
+def _scripts(
+    run: PipelineRun,
+    api: ApiClient,
+    west_api: ApiClient | None,
+    namespace: str,
+    the_seed: int,
+    kube: LocalKubeServer,
+    own_broker: LocalKafkaBroker | None,
+    changes: int,
+    rounds: int,
+    pace: float,
+) -> dict[str, Callable[[], Report]]:
+    """Every scenario this run can play, by name, on its drivers and seeded ``Random``."""
+    driver = ClusterDriver(api, namespace, INSTANCES, the_seed)
+    rng = random.Random(the_seed)
+    scripts: dict[str, Callable[[], Report]] = {
+        "sigkill": lambda: sigkill_rounds(run, driver, rng, changes, rounds, pace),
+        "sigterm": lambda: sigterm_rounds(run, driver, rng, changes, rounds, pace),
+        "sink": lambda: sink_faults(run, driver, rng, changes, rounds, pace),
+        "kube": lambda: kube_faults(run, driver, rng, changes, rounds, kube, pace),
+        "replicas": lambda: replica_loss(run, driver, rng, changes, rounds, pace),
+        "pair": lambda: pair_rounds(run, driver, rng, changes, rounds, pace),
+    }
+    if west_api is not None:
+        drivers = [
+            ClusterDriver(api, namespace, INSTANCES, the_seed, cluster="east"),
+            ClusterDriver(west_api, namespace, INSTANCES, the_seed + 1, cluster="west"),
+        ]
+        # --changes is the total, as in the other scenarios: half in each cluster
+        scripts["clusters"] = lambda: cluster_rounds(run, drivers, rng, changes // 2, rounds, pace)
+    if own_broker is not None:
+        broker = own_broker
+        scripts["broker"] = lambda: broker_outages(run, driver, rng, changes, rounds, broker, pace)
+    return scripts
 
 
 def _table(reports: list[Report], rounds: int) -> None:

@@ -20,6 +20,14 @@ The checks (issue 8):
   really deleted there. A relist of one cluster "deleting" another's objects, or one
   cluster's object told under the other's name, is caught here even when a later callback
   happens to repair the final state.
+* **order** — per object, the resourceVersions told go forward: a ``created`` / ``modified``
+  entry tells a version newer than any told before for that object (by any earlier
+  webhook-id), a ``deleted`` entry one no older. An older version told after a newer one is
+  the object going back in time (``went back``: e.g. a deposed watcher's record applied
+  after its successor's); the same version told again under another webhook-id is a change
+  told twice (``told again``), a duplicate the webhook-id does not dedupe. resourceVersions
+  of one cluster are its etcd revisions, so they compare as integers here (the harness's
+  own API servers), which Kubernetes does not promise in general.
 * **duplicates** — two receipts with the same ``webhook-id`` must carry the same body.
 * **throttle** — two consecutive POSTs of a subscription with *different* webhook-ids are
   never closer than its interval, measured at the receiver, minus ``slack_s`` (the sink's
@@ -232,6 +240,35 @@ def spurious_changes(delivered: Sequence[Receipt], history: History) -> list[str
     return problems
 
 
+def order_violations(delivered: Sequence[Receipt]) -> list[str]:
+    """Entries that tell an object older than, or as old as, what was already told of it
+    (see the module's *order*). Deliveries in order of first 2xx receipt, one per id."""
+    newest: dict[ObjectKey, tuple[int, str]] = {}
+    problems = []
+    for receipt in delivered:
+        for change, entries in receipt.payload["resource-changes"].items():
+            for entry in entries:
+                key = entry_key(entry)
+                meta = (entry.get("status") or {}).get("metadata") or {}
+                rv = str(meta.get("resourceVersion", ""))
+                if not rv.isdigit():
+                    continue
+                told, before = int(rv), newest.get(key)
+                if before is not None and told < before[0]:
+                    problems.append(
+                        f"went back: {receipt.webhook_id} told {key} {change} at "
+                        f"resourceVersion {told}, after {before[1]} told {before[0]}"
+                    )
+                    continue
+                if before is not None and told == before[0] and change != "deleted":
+                    problems.append(
+                        f"told again: {receipt.webhook_id} told {key} {change} at "
+                        f"resourceVersion {told}, as {before[1]} did"
+                    )
+                newest[key] = (told, receipt.webhook_id)
+    return problems
+
+
 def throttle_violations(
     receipts: Iterable[Receipt], interval_s: float, slack_s: float = THROTTLE_SLACK_S
 ) -> list[str]:
@@ -261,6 +298,7 @@ def check_subscription(
 ) -> Verdict:
     delivered, verdict = delivered_in_order(receipts)
     verdict.problems += compare_states(reconstruct(baseline, delivered), truth, fields)
+    verdict.problems += order_violations(delivered)
     if history is not None:
         verdict.problems += spurious_changes(delivered, history)
     verdict.problems += throttle_violations(receipts, interval_s, slack_s)

@@ -194,6 +194,8 @@ class PipelineRun:
     def stop_all(self) -> None:
         for worker in self.workers.values():
             if worker.process.poll() is None:
+                # a worker paused by a fault (SIGSTOP) would only act on SIGTERM once resumed
+                worker.process.send_signal(signal.SIGCONT)
                 worker.process.send_signal(signal.SIGTERM)
         for worker in self.workers.values():
             try:

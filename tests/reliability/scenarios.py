@@ -10,12 +10,17 @@ from __future__ import annotations
 
 import functools
 import random
+import signal
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+import httpx
 
 from deltawatch_tools.callback_sink import Reply
 from deltawatch_tools.local_pipeline import wait_ready
 from deltawatch_tools.localkafka.broker import BrokerState, LocalKafkaBroker
+from deltawatch_tools.localkube import ops
 from deltawatch_tools.localkube.server import LocalKubeServer
 from tests.reliability.cluster_driver import ClusterDriver
 from tests.reliability.pipeline_run import PipelineRun, Report, drive, drive_clusters, finish
@@ -281,3 +286,155 @@ def cluster_rounds(
     faults[graceful_at] = relist
     report.faults = drive_clusters(run, drivers, changes, faults, pace_s=pace_s) - rounds
     return finish(run, drivers, report)
+
+
+# -- the watcher as an active/standby pair (issue 19) ----------------------------------------
+
+PAIR_LEASE = {
+    # Short, so a CI run sees several handovers; the validation asks retry < renew < duration.
+    "DELTAWATCH_LEASE_DURATION_S": "3",
+    "DELTAWATCH_LEASE_RENEW_DEADLINE_S": "2",
+    "DELTAWATCH_LEASE_RETRY_PERIOD_S": "0.5",
+}
+PAIR_REPLICAS = {"watcher": 2, "differ": 1, "notifier": 1}
+PAIR_FAULTS = ("sigkill", "sigterm", "sigstop")
+
+
+def pair_worker_env(namespace: str) -> dict[tuple[str, int], dict[str, str]]:
+    """Two watchers of one cluster, electing their leader on a Lease in the run's own
+    namespace (so runs never share a Lease), each with an identity of its own that survives
+    its restarts (as a StatefulSet's pod name would)."""
+    watchers = {
+        ("watcher", index): {
+            "DELTAWATCH_LEADER_ELECTION": "true",
+            "DELTAWATCH_LEASE_NAMESPACE": namespace,
+            "DELTAWATCH_WATCHER_IDENTITY": f"watcher-{index}",
+            **PAIR_LEASE,
+        }
+        for index in range(PAIR_REPLICAS["watcher"])
+    }
+    # One record per differ transaction: a deposed leader's burst of old records (v2, v3
+    # after v4) would otherwise net out inside one batch against the snapshot and show
+    # nothing; alone, each one the fence let through would be a delta going back in time.
+    return {**watchers, ("differ", 0): {"DELTAWATCH_BATCH_MAX": "1"}}
+
+
+def watcher_role(run: PipelineRun, index: int) -> str | None:
+    """``role`` of watcher ``index``'s ``/readyz`` body; None while it does not answer."""
+    worker = run.workers[("watcher", index)]
+    if worker.process.poll() is not None:
+        return None
+    try:
+        body = httpx.get(f"http://127.0.0.1:{worker.port}/readyz", timeout=1).json()
+    except (httpx.HTTPError, ValueError):
+        return None
+    role = body.get("role") if isinstance(body, dict) else None
+    return role if isinstance(role, str) else None
+
+
+def pair_leader(run: PipelineRun, timeout_s: float = 60.0) -> int:
+    """The index of the leader, once one watcher leads and the other stands by (both up)."""
+
+    def one_leads() -> int | None:
+        roles = [watcher_role(run, index) for index in range(2)]
+        if sorted(r or "" for r in roles) != ["leader", "standby"]:
+            return None
+        return roles.index("leader") + 1  # + 1: index 0 must count as found
+
+    return ops.wait_until(one_leads, timeout=timeout_s, interval=0.1, what="one leader") - 1
+
+
+def _wait_role(run: PipelineRun, index: int, role: str, timeout_s: float) -> None:
+    ops.wait_until(
+        lambda: watcher_role(run, index) == role,
+        timeout=timeout_s,
+        interval=0.1,
+        what=f"watcher-{index} {role}",
+    )
+
+
+def _lease_s(run: PipelineRun) -> float:
+    return float(run.worker_env[("watcher", 0)]["DELTAWATCH_LEASE_DURATION_S"])
+
+
+class PairFaults:
+    """One fault on the current leader, begun at one change and ended at a later one."""
+
+    def __init__(self, run: PipelineRun) -> None:
+        self.run = run
+        self.victim = 0
+        self.paused_at = 0.0
+        self.refused = 0.0
+        """Records the resumed leaders' own gate refused (``not_leader``), summed."""
+
+    def begin(self, fault: str, at: int) -> None:
+        run = self.run
+        self.victim = pair_leader(run)
+        print(f"[reliability] change {at}: {fault} leader watcher-{self.victim}", flush=True)
+        if fault == "sigkill":
+            run.kill("watcher", self.victim)
+        elif fault == "sigterm":
+            run.stop_gracefully("watcher", self.victim)  # releases the Lease: exit 0 in 10 s
+            run.start("watcher", self.victim)
+        else:
+            run.signal("watcher", self.victim, signal.SIGSTOP)
+            self.paused_at = time.monotonic()
+
+    def end(self, fault: str, at: int) -> None:
+        run, other = self.run, 1 - self.victim
+        lease_s = _lease_s(run)
+        if fault == "sigkill":
+            # restarted once the survivor leads, so it comes back as the standby
+            _wait_role(run, other, "leader", lease_s + 10)
+            print(f"[reliability] change {at}: restart watcher-{self.victim}", flush=True)
+            run.start("watcher", self.victim)
+        elif fault == "sigstop":
+            _wait_role(run, other, "leader", lease_s + 10)
+            # the fault's duration: paused for longer than the whole lease, not a sync
+            time.sleep(max(0.0, self.paused_at + lease_s + 1.0 - time.monotonic()))
+            paused = time.monotonic() - self.paused_at
+            print(
+                f"[reliability] change {at}: SIGCONT watcher-{self.victim} after {paused:.1f}s",
+                flush=True,
+            )
+            run.workers[("watcher", self.victim)].process.send_signal(signal.SIGCONT)
+            run.expected_exits.discard(("watcher", self.victim))
+            # resumed past its renew deadline, it must step down by itself
+            _wait_role(run, self.victim, "standby", 10)
+            self.refused += run.metric(
+                "watcher",
+                self.victim,
+                "deltawatch_watcher_publish_errors_total",
+                reason="not_leader",
+            )
+
+
+def pair_rounds(
+    run: PipelineRun,
+    driver: ClusterDriver,
+    rng: random.Random,
+    changes: int,
+    rounds: int,
+    pace_s: float = 0.02,
+) -> Report:
+    """Issue 19: the watcher as an active/standby pair on a Lease. In turn, from a random
+    first: the current leader (found by ``/readyz`` ``role``) is SIGKILLed and restarted once
+    the standby leads; SIGTERMed (it releases the Lease) and restarted at once; SIGSTOPed for
+    longer than the lease (the standby takes over meanwhile), then SIGCONTed: it must step
+    down by itself, and what it still had queued must not reach the subscribers. One fault
+    per slot of ``changes // rounds`` changes, lasting half of it."""
+    report = Report("pair", driver.seed)
+    faults: dict[int, Callable[[], None]] = {}
+    pair = PairFaults(run)
+    slot = changes // rounds
+    first = rng.randrange(len(PAIR_FAULTS))
+    for round_ in range(rounds):
+        fault = PAIR_FAULTS[(first + round_) % len(PAIR_FAULTS)]
+        begin = round_ * slot + rng.randrange(max(1, slot // 4)) + 1
+        end = begin + slot // 2
+        faults[begin] = functools.partial(pair.begin, fault, begin)
+        faults[end] = functools.partial(pair.end, fault, end)
+    report.faults = drive(run, driver, changes, faults, pace_s=pace_s) // 2
+    report = finish(run, driver, report)
+    print(f"[reliability] pair: records refused by resumed leaders: {pair.refused:.0f}")
+    return report

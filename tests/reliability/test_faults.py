@@ -41,6 +41,8 @@ class FaultCase:
     check: Check = lambda run, report: None
     allowed_exits: tuple[str, ...] = ()
     """Worker exits that are recovery, not crashes (the harness restarts them)."""
+    worker_env: Callable[[Cluster], dict[tuple[str, int], dict[str, str]]] | None = None
+    """Settings of single worker replicas, from the test's cluster (e.g. its namespace)."""
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +69,12 @@ def _a_watch_got_410(run: PipelineRun, report: Report) -> None:
 def _one_of_each_replica_survived(run: PipelineRun, report: Report) -> None:
     alive = [key for key, w in run.workers.items() if w.process.poll() is None]
     assert len(alive) == 3, f"one differ and one notifier should survive: {alive}"
+
+
+def _one_leader_one_standby(run: PipelineRun, report: Report) -> None:
+    scenarios.pair_leader(run, timeout_s=30)
+    leading = sum(run.metric("watcher", i, "deltawatch_watcher_leader") for i in range(2))
+    assert leading == 1, f"{leading} watchers report deltawatch_watcher_leader 1"
 
 
 CASES = {
@@ -103,6 +111,13 @@ CASES = {
         replicas={"watcher": 1, "differ": 2, "notifier": 2},
         check=_one_of_each_replica_survived,
     ),
+    # issue 19: SIGKILL, SIGTERM and SIGSTOP (past the lease) of the leader of a watcher pair
+    "watcher-pair-leader-killed-terminated-paused": FaultCase(
+        lambda run, driver, rng, _: scenarios.pair_rounds(run, driver, rng, 240, rounds=3),
+        replicas=scenarios.PAIR_REPLICAS,
+        worker_env=lambda cluster: scenarios.pair_worker_env(cluster.namespace),
+        check=_one_leader_one_standby,
+    ),
 }
 
 
@@ -117,7 +132,8 @@ def test_fault_loses_nothing(
         state = request.getfixturevalue("own_broker").status()
         assert state is not None
         overrides["KAFKA_BOOTSTRAP_SERVERS"] = state.bootstrap
-    run = make_run(replicas=case.replicas, **overrides)
+    worker_env = case.worker_env(cluster) if case.worker_env is not None else None
+    run = make_run(replicas=case.replicas, worker_env=worker_env, **overrides)
     run.start_all()
     for subscription in default_subscriptions(case.instances):
         run.subscribe(subscription)

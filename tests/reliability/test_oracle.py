@@ -15,6 +15,7 @@ from tests.reliability.oracle import (
     check_subscription,
     compare_states,
     delivered_in_order,
+    order_violations,
     reconstruct,
     sequence_violations,
     spurious_changes,
@@ -307,3 +308,27 @@ def test_the_report_counts_losses_apart_from_other_problems() -> None:
     assert report.spurious == 1
     assert Report("y", 1).losses == 0
     assert Report("y", 1).spurious == 0
+
+
+def test_an_object_told_going_back_or_told_twice_is_caught() -> None:
+    delivered, _ = delivered_in_order(RIGHT)
+    assert order_violations(delivered) == []  # deleted at the version last told is fine
+    # a deposed leader's record applied after its successor's: the state ends right (a
+    # later callback repairs it), but the subscriber saw "a" go back from 2 to 1
+    stale = [
+        *RIGHT[:2],
+        receipt("w9", 3.0, modified=(cm("a", "1"),)),
+        receipt("wa", 4.0, modified=(cm("a", "2", rv="3"),)),
+    ]
+    delivered, _ = delivered_in_order(stale)
+    assert [p.split(":")[0] for p in order_violations(delivered)] == ["went back"]
+    truth = {key("a"): cm("a", "2", rv="3")}
+    assert not check_subscription(stale, {}, truth, interval_s=0, fields=["data"]).ok
+    # the same version told again under another webhook-id: a duplicate not deduped
+    twice = [*RIGHT[:2], receipt("w9", 3.0, modified=(cm("a", "2"),))]
+    delivered, _ = delivered_in_order(twice)
+    assert [p.split(":")[0] for p in order_violations(delivered)] == ["told again"]
+    # a re-created object (new uid) is newer than its predecessor's deletion
+    again = [*RIGHT[:2], receipt("w9", 3.0, created=(cm("b", "1", uid="u2", rv="4"),))]
+    delivered, _ = delivered_in_order(again)
+    assert order_violations(delivered) == []
