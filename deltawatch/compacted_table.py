@@ -48,7 +48,6 @@ from deltawatch.kafka_clients import consume_available, make_reader
 from deltawatch.settings import CommonSettings
 
 __all__ = [
-    "FETCH_WAIT_MS",
     "Positions",
     "TableEntry",
     "TableFollower",
@@ -63,11 +62,6 @@ __all__ = [
     "wait_for_leaders",
     "watermarks",
 ]
-
-FETCH_WAIT_MS = 25
-"""A ``read_committed`` fetch is not woken by a commit marker alone: librdkafka's default
-``fetch.wait.max.ms`` (500) would add half a second to answers. A few idle fetches a second
-per reader is the price of answering in milliseconds."""
 
 RESTORE_BATCH = 10000
 QUERY_TIMEOUT_S = 10.0

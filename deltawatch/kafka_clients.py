@@ -115,6 +115,13 @@ def make_consumer(
     return Consumer(_client_config(settings, client_id, required, overrides, _GROUP_DEFAULTS))
 
 
+READER_FETCH_WAIT_MS = 25
+"""A ``read_committed`` fetch is not woken by a commit marker alone, and the end of a partition
+is only known from a fetch that found nothing new; the broker holds such fetches for
+``fetch.wait.max.ms``. librdkafka's 500 ms would be added to every restore, however small, and
+to every answer a follower waits for. A few idle fetches a second per reader is the price."""
+
+
 def make_reader(
     settings: CommonSettings, *, client_id: str = "deltawatch-reader", **overrides: Any
 ) -> Consumer:
@@ -124,10 +131,7 @@ def make_reader(
         "group.id": f"{client_id}-unused",
         "isolation.level": "read_committed",
         "enable.partition.eof": True,
-        # The end of a read_committed partition is only known from a fetch that found nothing
-        # new, and the broker holds such a fetch for fetch.wait.max.ms: librdkafka's 500 ms
-        # would be added to every restore, however small.
-        "fetch.wait.max.ms": 25,
+        "fetch.wait.max.ms": READER_FETCH_WAIT_MS,
     }
     return Consumer(_client_config(settings, client_id, required, overrides))
 

@@ -26,7 +26,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from deltawatch.command_client import CommandTimeoutError, command_key, new_command_id
-from deltawatch.compacted_table import FETCH_WAIT_MS, end_offsets
+from deltawatch.compacted_table import end_offsets
 from deltawatch.kafka_clients import consume_available, make_producer, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
@@ -85,11 +85,7 @@ class CommandWaiter:
 
     def start(self) -> None:
         """Position the results reader at the end of the topic, then serve in threads."""
-        reader = make_reader(
-            self._settings,
-            client_id=f"{self._client_id}-results",
-            **{"fetch.wait.max.ms": FETCH_WAIT_MS},
-        )
+        reader = make_reader(self._settings, client_id=f"{self._client_id}-results")
         topic = self._settings.command_results_topic
         try:
             ends = end_offsets(reader, topic)

@@ -35,7 +35,7 @@ from confluent_kafka.admin import OffsetSpec  # type: ignore[attr-defined]
 from prometheus_client import Gauge, Histogram
 from pydantic import ValidationError
 
-from deltawatch.compacted_table import FETCH_WAIT_MS, TableFollower, is_transient
+from deltawatch.compacted_table import TableFollower, is_transient
 from deltawatch.kafka_clients import consume_available, make_admin, make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
@@ -149,9 +149,7 @@ class SubscriptionDirectory:
     def start(self, on_restored: Callable[[], None] | None = None) -> None:
         """Read the topic from the beginning in a thread; ``on_restored`` once at its end."""
         self._on_restored = on_restored
-        reader = make_reader(
-            self._settings, client_id=self._client_id, **{"fetch.wait.max.ms": FETCH_WAIT_MS}
-        )
+        reader = make_reader(self._settings, client_id=self._client_id)
         follower = TableFollower(reader, self._topic, _log_read_error)
         try:
             follower.start()

@@ -51,6 +51,24 @@ def on_host(env: dict[str, str], tmp_path: Path, host: str, **extra: str) -> dic
     return {**env, "HOSTNAME": host, "TMPDIR": str(directory), **extra}
 
 
+def two_hosts(env: dict[str, str], tmp_path: Path) -> tuple[dict[str, str], dict[str, str]]:
+    """``host-a`` and ``host-b``, with 6 s sessions so that a dead member leaves quickly."""
+    short_sessions = json.dumps({"session.timeout.ms": 6000})
+    return (
+        on_host(env, tmp_path, "host-a", DELTAWATCH_KAFKA_CONFIG=short_sessions),
+        on_host(env, tmp_path, "host-b", DELTAWATCH_KAFKA_CONFIG=short_sessions),
+    )
+
+
+def launch(
+    processes: list[DifferProcess], env: dict[str, str], member_id: str | None, log: Path
+) -> DifferProcess:
+    """A differ process started and registered for the fixture to kill."""
+    process = DifferProcess(env, member_id, log).start()
+    processes.append(process)
+    return process
+
+
 def claimed_id(process: DifferProcess) -> str:
     for line in process.log_text().splitlines():
         if line.startswith("{") and '"differ starting"' in line:
@@ -87,9 +105,8 @@ def test_two_replicas_on_one_host_with_default_ids_share_the_partitions(
     processes: list[DifferProcess],
     deltas: TopicReader,
 ) -> None:
-    a = DifferProcess(env, None, tmp_path / "a.log").start()
-    b = DifferProcess(env, None, tmp_path / "b.log").start()
-    processes += [a, b]
+    a = launch(processes, env, None, tmp_path / "a.log")
+    b = launch(processes, env, None, tmp_path / "b.log")
     a.wait_ready()
     b.wait_ready()
     first, second = sorted([claimed_id(a), claimed_id(b)])
@@ -123,11 +140,9 @@ def test_a_second_process_with_the_same_id_on_this_host_refuses_to_start(
     processes: list[DifferProcess],
     deltas: TopicReader,
 ) -> None:
-    running = DifferProcess(env, "tx-taken", tmp_path / "running.log").start()
-    processes.append(running)
+    running = launch(processes, env, "tx-taken", tmp_path / "running.log")
     running.wait_ready()
-    newcomer = DifferProcess(env, "tx-taken", tmp_path / "newcomer.log").start()
-    processes.append(newcomer)
+    newcomer = launch(processes, env, "tx-taken", tmp_path / "newcomer.log")
     code, line = exit_line(newcomer, 30)
     assert code == 2
     assert "DELTAWATCH_TRANSACTIONAL_ID=tx-taken is in use by another process on this host" in line
@@ -141,14 +156,10 @@ def test_a_live_member_with_the_same_id_on_another_host_is_not_fenced(
     processes: list[DifferProcess],
     deltas: TopicReader,
 ) -> None:
-    short_sessions = json.dumps({"session.timeout.ms": 6000})
-    host_a = on_host(env, tmp_path, "host-a", DELTAWATCH_KAFKA_CONFIG=short_sessions)
-    host_b = on_host(env, tmp_path, "host-b", DELTAWATCH_KAFKA_CONFIG=short_sessions)
-    running = DifferProcess(host_a, "tx-shared", tmp_path / "running.log").start()
-    processes.append(running)
+    host_a, host_b = two_hosts(env, tmp_path)
+    running = launch(processes, host_a, "tx-shared", tmp_path / "running.log")
     running.wait_ready()
-    newcomer = DifferProcess(host_b, "tx-shared", tmp_path / "newcomer.log").start()
-    processes.append(newcomer)
+    newcomer = launch(processes, host_b, "tx-shared", tmp_path / "newcomer.log")
     code, line = exit_line(newcomer, 60)
     assert code == 2
     assert "member id tx-shared is held by a live member" in line
@@ -163,15 +174,11 @@ def test_a_dead_member_on_another_host_is_taken_over_after_its_session(
     deltas: TopicReader,
 ) -> None:
     """A node lost with its pod: the replacement elsewhere waits one session, then takes over."""
-    short_sessions = json.dumps({"session.timeout.ms": 6000})
-    host_a = on_host(env, tmp_path, "host-a", DELTAWATCH_KAFKA_CONFIG=short_sessions)
-    host_b = on_host(env, tmp_path, "host-b", DELTAWATCH_KAFKA_CONFIG=short_sessions)
-    lost = DifferProcess(host_a, "tx-moved", tmp_path / "lost.log").start()
-    processes.append(lost)
+    host_a, host_b = two_hosts(env, tmp_path)
+    lost = launch(processes, host_a, "tx-moved", tmp_path / "lost.log")
     lost.wait_ready()
     lost.kill()
-    replacement = DifferProcess(host_b, "tx-moved", tmp_path / "replacement.log").start()
-    processes.append(replacement)
+    replacement = launch(processes, host_b, "tx-moved", tmp_path / "replacement.log")
     replacement.wait_ready(timeout_s=60)
     assert "held on another host" in replacement.log_text()
     still_works(replacement, EventFeed(env), deltas, "after-move")
@@ -190,8 +197,7 @@ def test_a_restarted_differ_resumes_without_waiting_for_its_old_session(
     """
     slow_sessions = {"DELTAWATCH_KAFKA_CONFIG": json.dumps({"session.timeout.ms": 45000})}
     feed = EventFeed(env)
-    first = DifferProcess({**env, **slow_sessions}, None, tmp_path / "first.log").start()
-    processes.append(first)
+    first = launch(processes, {**env, **slow_sessions}, None, tmp_path / "first.log")
     first.wait_ready()
     still_works(first, feed, deltas, "before-crash")
     assert first.process is not None
@@ -200,8 +206,7 @@ def test_a_restarted_differ_resumes_without_waiting_for_its_old_session(
     feed.watch("ADDED", pod("during-outage", "inst-during-outage"))
     feed.flush()
     restarted_at = time.monotonic()
-    second = DifferProcess({**env, **slow_sessions}, None, tmp_path / "second.log").start()
-    processes.append(second)
+    second = launch(processes, {**env, **slow_sessions}, None, tmp_path / "second.log")
     deltas.wait_for(
         lambda: any("during-outage" in changes(d)["created"] for d in deltas.deltas()),
         "the change made during the outage",

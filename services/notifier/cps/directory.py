@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from confluent_kafka import KafkaError, Message
 from prometheus_client import Gauge
 
-from deltawatch.compacted_table import FETCH_WAIT_MS, TableFollower, TableReadTimeout
+from deltawatch.compacted_table import TableFollower, TableReadTimeout
 from deltawatch.kafka_clients import make_reader
 from deltawatch.logs import get_logger
 from deltawatch.settings import CommonSettings
@@ -84,11 +84,7 @@ class CpsDirectoryReader:
 
         Blocking: call it from a worker thread, before the worker consumes deltas.
         """
-        reader = make_reader(
-            self._settings,
-            client_id="deltawatch-notifier-cps-directory",
-            **{"fetch.wait.max.ms": FETCH_WAIT_MS},
-        )
+        reader = make_reader(self._settings, client_id="deltawatch-notifier-cps-directory")
         follower = TableFollower(reader, self._topic, _log_read_error)
         self._follower = follower
         follower.start()
