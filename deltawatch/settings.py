@@ -264,6 +264,9 @@ class DifferSettings(CommonSettings):
     snapshots_changelog_topic: str | None = Field(
         None, validation_alias=_env("DELTAWATCH_DIFFER_CHANGELOG_TOPIC")
     )
+    state_dir: Path | None = Field(None, validation_alias=_env("DELTAWATCH_DIFFER_STATE_DIR"))
+    """Unset: snapshots entirely in memory. Set: objects and a changelog copy on local disk
+    (services.differ.local_state): memory bounded by keys, restarts without a restore."""
 
     @field_validator("differ_dlq_topic", "snapshots_changelog_topic")
     @classmethod

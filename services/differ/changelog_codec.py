@@ -5,9 +5,11 @@ One changelog record per *resource* (not per instance), so a delta touching one 
 resource. Four record kinds, told apart by the first element of the JSON-array key:
 
 * ``["r", instance, cluster, group, version, kind, namespace, name]`` → resource entry;
-  tombstone when the resource is gone. Value: one line of JSON (uid, digest, seen list) +
-  ``\\n`` + the object's compact JSON, so a restore never re-parses or re-serialises the
-  object itself.
+  tombstone when the resource is gone. Value: one line of JSON (uid, digest, text digest,
+  seen list) + ``\\n`` + the object's compact JSON, so a restore never re-parses or
+  re-serialises the object itself. (Records of releases before the text digest lack it: such
+  an entry's next event is compared by content digest.) A differ's local copy of the
+  changelog (:mod:`services.differ.local_state`) keeps the first line only.
 * ``["s", instance]`` → ``{"sequence": n}``: the delta count survives even when an instance has
   no resources left, so a re-appearing instance continues its sequence.
 * ``["l", cluster, group, version, kind, namespace]`` → ``{"list-id": …}`` for a list in
@@ -32,6 +34,7 @@ from typing import Any
 import orjson
 
 from deltawatch.resource_identity import ResourceKey
+from services.differ.object_bodies import MemoryBodies, ObjectBodies
 from services.differ.resource_diff import BatchOutcome
 from services.differ.snapshot import (
     InstanceSnapshot,
@@ -52,21 +55,29 @@ def _key(*parts: str) -> bytes:
     return orjson.dumps(parts)
 
 
-def encode_entry(entry: SnapshotEntry) -> bytes:
-    header = {"uid": entry.uid, "digest": entry.digest.hex(), "list": entry.seen_list}
-    return orjson.dumps(header) + b"\n" + entry.status
+def encode_entry(entry: SnapshotEntry, body: bytes) -> bytes:
+    header = {
+        "uid": entry.uid,
+        "digest": entry.digest.hex(),
+        "text": entry.text_digest.hex(),
+        "list": entry.seen_list,
+    }
+    return orjson.dumps(header) + b"\n" + body
 
 
-def decode_entry(value: bytes) -> SnapshotEntry:
-    header_raw, _, status = value.partition(b"\n")
+def decode_entry(value: bytes) -> tuple[SnapshotEntry, bytes | None]:
+    """The entry and its object (``None`` for a local copy's record, which has none)."""
+    header_raw, newline, body = value.partition(b"\n")
     header = orjson.loads(header_raw)
     seen = header.get("list")
-    return SnapshotEntry(
+    text = header.get("text")
+    entry = SnapshotEntry(
         uid=header["uid"],
         digest=bytes.fromhex(header["digest"]),
-        status=bytes(status),
+        text_digest=bytes.fromhex(text) if isinstance(text, str) else b"",
         seen_list=sys.intern(seen) if isinstance(seen, str) else None,
     )
+    return entry, (bytes(body) if newline else None)
 
 
 def encode_outcome(outcome: BatchOutcome) -> list[ChangelogRecord]:
@@ -76,9 +87,10 @@ def encode_outcome(outcome: BatchOutcome) -> list[ChangelogRecord]:
         records.append((_key("r", instance_id, *key[1:]), None))
     for scope in outcome.legacy_lists_retired:
         records.append((_key("l", *scope[1:]), None))
-    for (instance_id, key), entry in outcome.resource_writes.items():
-        record_key = _key("r", instance_id, *key)
-        records.append((record_key, None if entry is None else encode_entry(entry)))
+    for slot, entry in outcome.resource_writes.items():
+        record_key = _key("r", slot[0], *slot[1])
+        value = None if entry is None else encode_entry(entry, outcome.body_writes[slot])
+        records.append((record_key, value))
     for instance_id, sequence in outcome.sequence_writes.items():
         records.append((_key("s", instance_id), orjson.dumps({"sequence": sequence})))
     for scope, list_id in outcome.list_writes.items():
@@ -96,7 +108,8 @@ def encode_snapshot(snapshot: PartitionSnapshot) -> list[ChangelogRecord]:
     """Every record of a whole snapshot (benchmarks and tests seed a changelog with it)."""
     records: list[ChangelogRecord] = []
     for instance_id, key, entry in snapshot.items():
-        records.append((_key("r", instance_id, *key), encode_entry(entry)))
+        body = snapshot.bodies.body((instance_id, key))
+        records.append((_key("r", instance_id, *key), encode_entry(entry, body)))
     for instance_id, instance in snapshot.instances.items():
         records.append((_key("s", instance_id), orjson.dumps({"sequence": instance.sequence})))
     for scope, list_id in snapshot.open_lists.items():
@@ -108,11 +121,12 @@ def encode_snapshot(snapshot: PartitionSnapshot) -> list[ChangelogRecord]:
 class SnapshotBuilder:
     """Rebuilds a :class:`PartitionSnapshot` from changelog records read in offset order.
 
-    ``legacy_cluster`` is the cluster of records written without one (see the module doc).
+    ``legacy_cluster`` is the cluster of records written without one (see the module doc);
+    the objects go to ``bodies`` (by default, into memory).
     """
 
-    def __init__(self, legacy_cluster: str) -> None:
-        self.snapshot = PartitionSnapshot()
+    def __init__(self, legacy_cluster: str, bodies: ObjectBodies | None = None) -> None:
+        self.snapshot = PartitionSnapshot(bodies=MemoryBodies() if bodies is None else bodies)
         self.records = 0
         self.legacy_cluster = sys.intern(legacy_cluster)
 
@@ -156,10 +170,13 @@ class SnapshotBuilder:
             (legacy_set.discard if value is None else legacy_set.add)((instance_id, resource))
         if value is None:
             existing = self.snapshot.instances.get(instance_id)
-            if existing is not None:
-                existing.resources.pop(resource, None)
+            if existing is not None and existing.resources.pop(resource, None) is not None:
+                self.snapshot.bodies.delete_body((instance_id, resource))
         else:
-            self._instance(instance_id).resources[resource] = decode_entry(value)
+            entry, body = decode_entry(value)
+            self._instance(instance_id).resources[resource] = entry
+            if body is not None:
+                self.snapshot.bodies.put_body((instance_id, resource), body)
 
     def _apply_epoch(self, parts: list[str], value: bytes | None) -> None:
         if len(parts) != 3:

@@ -39,8 +39,15 @@ RESTORE_SECONDS = Histogram(
     "Time to restore the snapshots of one assignment's partitions from the changelog",
     buckets=(0.01, 0.05, 0.1, 0.5, 1, 2, 5, 10, 30, 60, 120),
 )
+RESTORES = Counter(
+    "deltawatch_differ_restores_total",
+    "Partitions restored on assignment, by source: local (the differ's state directory was "
+    "current) or changelog",
+    ["source"],
+)
 RESTORED_RECORDS = Counter(
-    "deltawatch_differ_restored_records_total", "Changelog records read during restores"
+    "deltawatch_differ_restored_records_total",
+    "Changelog records read during restores (from the changelog topic or the local copy)",
 )
 CONSUMER_LAG = Gauge(
     "deltawatch_differ_consumer_lag", "Input records not yet processed, by partition", ["partition"]

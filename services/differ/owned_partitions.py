@@ -3,7 +3,8 @@
 The consumer's rebalance callbacks land here. They run only inside ``consume()``, while no
 transaction is open (see :mod:`deltawatch.processing_core`), so a revoked partition's last batch
 is already committed when its snapshot is dropped, and an assigned partition's snapshot is
-restored from the changelog *inside* ``on_assign``, before any of its records can be returned.
+restored *inside* ``on_assign``, before any of its records can be returned: from the local
+state when that is current with the group's committed offset, else from the changelog.
 Besides the snapshots this keeps, per owned partition, what readiness and the gauges need: when
 it last produced output (heartbeats), how far it must read to be caught up, and its lag.
 """
@@ -20,7 +21,9 @@ from structlog.stdlib import BoundLogger
 from deltawatch.health import HealthState
 from deltawatch.shutdown import ShutdownFlag
 from services.differ import metrics
-from services.differ.restore import restore_partitions
+from services.differ.local_state import LocalStateDb
+from services.differ.object_bodies import MemoryBodies, ObjectBodies
+from services.differ.restore import RestoreResult, restore_from_local, restore_partitions
 from services.differ.snapshot import SnapshotStore
 
 LAG_EVERY_S = 5.0
@@ -36,6 +39,8 @@ class OwnedPartitions:
     log: BoundLogger
     legacy_cluster: str
     """Whose resources the changelog records of the release without clusters hold (§10)."""
+    local: LocalStateDb | None = None
+    """Where objects and a copy of the changelog are kept (``DELTAWATCH_DIFFER_STATE_DIR``)."""
     store: SnapshotStore = field(default_factory=SnapshotStore, init=False)
     assigned: set[int] = field(default_factory=set, init=False)
     catch_up: dict[int, int] | None = field(default=None, init=False)
@@ -48,9 +53,10 @@ class OwnedPartitions:
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self.health.unmet("restored")
-        self._restore([tp.partition for tp in partitions])
+        committed = self._committed(consumer, partitions)
+        self._restore([tp.partition for tp in partitions], committed)
         if self.catch_up is None:
-            self.catch_up = self._end_offsets(consumer, partitions)
+            self.catch_up = self._end_offsets(consumer, partitions, committed)
         self.refresh_gauges()
         self.health.met("assigned")
         self.health.met("restored")
@@ -66,39 +72,77 @@ class OwnedPartitions:
         if self.catch_up is not None:
             self.catch_up.pop(partition, None)
 
-    def _restore(self, partitions: list[int]) -> None:
-        results = restore_partitions(
-            self.reader,
-            self.changelog,
-            partitions,
-            legacy_cluster=self.legacy_cluster,
-            stop_requested=lambda: self.shutdown.requested,
+    def _restore(self, partitions: list[int], committed: dict[int, int]) -> None:
+        """From local state where it is current with the committed offset, else the changelog."""
+        results: list[RestoreResult] = []
+        from_changelog: list[int] = []
+        for partition in partitions:
+            state = self.local.partition(partition) if self.local is not None else None
+            offset = committed.get(partition, -1)
+            if state is not None and offset >= 0 and state.input_offset() == offset:
+                results.append(restore_from_local(state, partition, self.legacy_cluster))
+                metrics.RESTORES.labels("local").inc()
+            else:
+                from_changelog.append(partition)
+        from_local = [r.partition for r in results]
+        restored = (
+            restore_partitions(
+                self.reader,
+                self.changelog,
+                from_changelog,
+                legacy_cluster=self.legacy_cluster,
+                stop_requested=lambda: self.shutdown.requested,
+                bodies_for=self._fresh_bodies,
+            )
+            if from_changelog
+            else []
         )
+        for result in restored:
+            # The state now goes with the committed offset, as the changelog read does.
+            result.snapshot.bodies.flush(committed.get(result.partition))
+            metrics.RESTORES.labels("changelog").inc()
+        results.extend(restored)
+        self._own(partitions, results, from_local)
+
+    def _fresh_bodies(self, partition: int) -> ObjectBodies:
+        return MemoryBodies() if self.local is None else self.local.fresh_partition(partition)
+
+    def _own(
+        self, partitions: list[int], results: list[RestoreResult], from_local: list[int]
+    ) -> None:
         for result in results:
             self.store.put(result.partition, result.snapshot)
             self.resource_counts[result.partition] = result.snapshot.resource_count()
             self.assigned.add(result.partition)
             self.last_output[result.partition] = time.monotonic()
             metrics.RESTORED_RECORDS.inc(result.records)
-        seconds = results[0].seconds if results else 0.0
+        seconds = max((r.seconds for r in results), default=0.0)
         metrics.RESTORE_SECONDS.observe(seconds)
         self.log.info(
             "partitions restored",
             partitions=partitions,
+            from_local=from_local,
             records=sum(r.records for r in results),
             resources=sum(r.snapshot.resource_count() for r in results),
             seconds=round(seconds, 3),
         )
 
-    def _end_offsets(self, consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int]:
-        """End offsets found at start, minus the partitions already committed up to them."""
-        targets: dict[int, int] = {}
-        committed = {
+    @staticmethod
+    def _committed(consumer: Consumer, partitions: list[TopicPartition]) -> dict[int, int]:
+        """The group's committed input offsets (negative: none)."""
+        return {
             tp.partition: tp.offset
             for tp in consumer.committed(
                 [TopicPartition(tp.topic, tp.partition) for tp in partitions], timeout=10
             )
         }
+
+    @staticmethod
+    def _end_offsets(
+        consumer: Consumer, partitions: list[TopicPartition], committed: dict[int, int]
+    ) -> dict[int, int]:
+        """End offsets found at start, minus the partitions already committed up to them."""
+        targets: dict[int, int] = {}
         for tp in partitions:
             low, high = consumer.get_watermark_offsets(tp, timeout=10)
             start = committed.get(tp.partition, -1)

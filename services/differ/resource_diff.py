@@ -16,9 +16,12 @@ compared before / after. Three consequences:
   (``seen_list``) rather than in a side set, so it is persisted with them and a crash in the
   middle of a long list loses nothing.
 
-An object whose JSON text is byte-for-byte the stored status (the common case of a relist or
-a watcher restart: hundreds of thousands of unchanged objects) is known unchanged without
-computing its digest.
+An object whose JSON text is byte-for-byte the stored one (the common case of a relist or
+a watcher restart: hundreds of thousands of unchanged objects; compared by digest, since the
+stored object may be on disk) is known unchanged without computing its content digest.
+
+Stored objects are read (``snapshot.bodies``) only to report a deletion; every object written
+comes with the event that carries it.
 
 No I/O here: it is unit-tested directly with tables of cases.
 """
@@ -31,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from deltawatch.resource_identity import EventType, ResourceKey, without_managed_fields
+from services.differ.object_bodies import ResourceSlot
 from services.differ.resource_event import ResourceEvent
 from services.differ.snapshot import (
     InstanceSnapshot,
@@ -39,6 +43,7 @@ from services.differ.snapshot import (
     SnapshotEntry,
     compact_json,
     entry_from_object,
+    text_digest,
 )
 
 
@@ -81,9 +86,6 @@ class SyncedNotice:
     time: datetime
 
 
-ResourceSlot = tuple[str, ResourceKey]
-
-
 @dataclass(slots=True)
 class BatchOutcome:
     """What one batch produced: deltas and notices to emit, and the state writes to persist."""
@@ -91,6 +93,8 @@ class BatchOutcome:
     deltas: list[InstanceDelta] = field(default_factory=list)
     synced: list[SyncedNotice] = field(default_factory=list)
     resource_writes: dict[ResourceSlot, SnapshotEntry | None] = field(default_factory=dict)
+    body_writes: dict[ResourceSlot, bytes] = field(default_factory=dict)
+    """The object of every resource written (not deleted) above."""
     sequence_writes: dict[str, int] = field(default_factory=dict)
     list_writes: dict[ListScope, str | None] = field(default_factory=dict)
     legacy_retired: list[ResourceSlot] = field(default_factory=list)
@@ -104,17 +108,21 @@ class BatchOutcome:
         Returns how many resources the partition tracks more (or fewer) than before.
         """
         added = 0
-        for (instance_id, key), entry in self.resource_writes.items():
+        bodies = snapshot.bodies
+        for slot, entry in self.resource_writes.items():
+            instance_id, key = slot
             instance = snapshot.instances.get(instance_id)
             if entry is None:
                 if instance is not None and instance.resources.pop(key, None) is not None:
                     added -= 1
+                    bodies.delete_body(slot)
                 continue
             if instance is None:
                 instance = snapshot.instances[instance_id] = InstanceSnapshot()
             if key not in instance.resources:
                 added += 1
             instance.resources[key] = entry
+            bodies.put_body(slot, self.body_writes[slot])
         for instance_id, sequence in self.sequence_writes.items():
             instance = snapshot.instances.get(instance_id)
             if instance is None:
@@ -137,6 +145,8 @@ class _Overlay:
         self.base = base
         self.writes: dict[str, dict[ResourceKey, SnapshotEntry | None]] = {}
         self.before: dict[str, dict[ResourceKey, SnapshotEntry | None]] = {}
+        self.bodies: dict[ResourceSlot, bytes] = {}
+        """The object of each resource the batch wrote."""
         self.last_object: dict[ResourceSlot, bytes] = {}
         self.times: dict[tuple[str, str], datetime] = {}
         """Latest ``observed_at`` per (instance, cluster): the time of that delta."""
@@ -149,11 +159,22 @@ class _Overlay:
         instance = self.base.instances.get(instance_id)
         return instance.resources.get(key) if instance is not None else None
 
-    def set(self, instance_id: str, key: ResourceKey, entry: SnapshotEntry | None) -> None:
+    def body(self, instance_id: str, key: ResourceKey) -> bytes:
+        """The current object of a resource that :meth:`current` has."""
+        slot = (instance_id, key)
+        written = self.bodies.get(slot)
+        return written if written is not None else self.base.bodies.body(slot)
+
+    def set(
+        self, instance_id: str, key: ResourceKey, entry: SnapshotEntry | None, body: bytes = b""
+    ) -> None:
+        """Write (``body`` is then its object) or, with ``None``, delete a resource."""
         before = self.before.setdefault(instance_id, {})
         if key not in before:
             before[key] = self.current(instance_id, key)
         self.writes.setdefault(instance_id, {})[key] = entry
+        if entry is not None:
+            self.bodies[(instance_id, key)] = body
 
     def touch(self, instance_id: str, cluster: str, time: datetime) -> None:
         previous = self.times.get((instance_id, cluster))
@@ -208,26 +229,26 @@ def _apply_upsert(overlay: _Overlay, event: ResourceEvent) -> None:
     else:
         seen_list = overlay.list_covering(key) or (current.seen_list if current else None)
     overlay.touch(event.instance_id, event.cluster, event.observed_at)
-    if current is not None and _same_text(current, event):
+    text = _same_text(current, event)
+    if current is not None and text is not None:
         if current.seen_list != seen_list:
-            overlay.set(event.instance_id, key, current.with_seen_list(seen_list))
+            overlay.set(event.instance_id, key, current.with_seen_list(seen_list), text)
         return
-    new = entry_from_object(event.object, event.uid, seen_list, event.object_text)
+    new, body = entry_from_object(event.object, event.uid, seen_list, event.object_text)
     if current is not None and current.digest == new.digest and current.uid == new.uid:
         if current.seen_list != seen_list:
-            overlay.set(event.instance_id, key, current.with_seen_list(seen_list))
+            # Written anyway (the list it was seen by must be persisted): with today's text.
+            overlay.set(event.instance_id, key, new, body)
         return
-    overlay.set(event.instance_id, key, new)
+    overlay.set(event.instance_id, key, new, body)
 
 
-def _same_text(current: SnapshotEntry, event: ResourceEvent) -> bool:
-    """The event carries exactly the stored object (so also the same digest) and uid."""
-    return (
-        event.object_text is not None
-        and event.uid is not None
-        and event.uid == current.uid
-        and current.status == event.object_text.encode()
-    )
+def _same_text(current: SnapshotEntry | None, event: ResourceEvent) -> bytes | None:
+    """The event's text when it is exactly the stored object (so also the same digest) and uid."""
+    if current is None or event.object_text is None or event.uid != current.uid:
+        return None
+    text = event.object_text.encode()
+    return text if current.text_digest == text_digest(text) else None
 
 
 def _apply_delete(overlay: _Overlay, event: ResourceEvent) -> None:
@@ -237,7 +258,10 @@ def _apply_delete(overlay: _Overlay, event: ResourceEvent) -> None:
     if current is None:
         return  # delete of a resource never reported: nothing to tell
     overlay.touch(event.instance_id, event.cluster, event.observed_at)
-    last = compact_json(without_managed_fields(event.object)) if event.object else current.status
+    if event.object:
+        last = compact_json(without_managed_fields(event.object))
+    else:
+        last = overlay.body(event.instance_id, key)
     overlay.last_object[(event.instance_id, key)] = last
     overlay.set(event.instance_id, key, None)
 
@@ -270,7 +294,7 @@ def _apply_list_end(
                 continue
             affected = True
             if entry.seen_list != event.list_id:
-                overlay.last_object[(instance_id, key)] = entry.status
+                overlay.last_object[(instance_id, key)] = overlay.body(instance_id, key)
                 overlay.set(instance_id, key, None)
         if affected:
             overlay.touch(instance_id, scope.cluster, event.observed_at)
@@ -292,15 +316,15 @@ def _instance_changes(
         created, deleted, modified = by_cluster.setdefault(key.cluster, ([], [], []))
         old = before[key]
         new = overlay.current(instance_id, key)
+        slot = (instance_id, key)
         if old is None and new is not None:
-            created.append(ReportedResource(key, new.status))
+            created.append(ReportedResource(key, overlay.bodies[slot]))
         elif old is not None and new is None:
-            last = overlay.last_object.get((instance_id, key), old.status)
-            deleted.append(ReportedResource(key, last))
+            deleted.append(ReportedResource(key, overlay.last_object[slot]))
         elif (
             old is not None and new is not None and (old.digest != new.digest or old.uid != new.uid)
         ):
-            modified.append(ReportedResource(key, new.status))
+            modified.append(ReportedResource(key, overlay.bodies[slot]))
     return by_cluster
 
 
@@ -341,9 +365,12 @@ def apply_batch(snapshot: PartitionSnapshot, events: Iterable[ResourceEvent]) ->
         base_resources = base.resources if base is not None else {}
         for key, entry in overlay.writes.get(instance_id, {}).items():
             if base_resources.get(key) != entry:
-                outcome.resource_writes[(instance_id, key)] = entry
-                if (instance_id, key) in snapshot.legacy_resources:
-                    outcome.legacy_retired.append((instance_id, key))
+                slot = (instance_id, key)
+                outcome.resource_writes[slot] = entry
+                if entry is not None:
+                    outcome.body_writes[slot] = overlay.bodies[slot]
+                if slot in snapshot.legacy_resources:
+                    outcome.legacy_retired.append(slot)
 
     for scope, list_id in overlay.lists.items():
         if snapshot.open_lists.get(scope) != list_id:

@@ -6,7 +6,8 @@ committed the input offsets. Reading it ``read_committed`` up to its end
 (:func:`deltawatch.compacted_table.read_to_end`: the end as of the start, or where librdkafka
 reports partition EOF) therefore yields exactly the state that belongs with the group's
 committed input offset — never a batch whose offsets were not committed. An empty partition
-(low == high watermark) is not read at all.
+(low == high watermark) is not read at all. A differ with local state
+(:mod:`services.differ.local_state`) whose copy is current skips the read altogether.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from confluent_kafka import Consumer
 
 from deltawatch.compacted_table import read_to_end
 from services.differ.changelog_codec import SnapshotBuilder
+from services.differ.local_state import PartitionState
+from services.differ.object_bodies import MemoryBodies, ObjectBodies
 from services.differ.snapshot import PartitionSnapshot
 
 
@@ -38,6 +41,7 @@ def restore_partition(
     legacy_cluster: str,
     stop_requested: Callable[[], bool] = lambda: False,
     timeout_s: float = 10.0,
+    bodies: ObjectBodies | None = None,
 ) -> RestoreResult:
     """:func:`restore_partitions` of one partition."""
     return restore_partitions(
@@ -47,6 +51,7 @@ def restore_partition(
         legacy_cluster=legacy_cluster,
         stop_requested=stop_requested,
         timeout_s=timeout_s,
+        bodies_for=lambda _partition: MemoryBodies() if bodies is None else bodies,
     )[0]
 
 
@@ -58,6 +63,7 @@ def restore_partitions(
     legacy_cluster: str,
     stop_requested: Callable[[], bool] = lambda: False,
     timeout_s: float = 10.0,
+    bodies_for: Callable[[int], ObjectBodies] = lambda _partition: MemoryBodies(),
 ) -> list[RestoreResult]:
     """Read changelog ``topic``'s ``partitions`` from the start to their end into snapshots.
 
@@ -66,9 +72,10 @@ def restore_partitions(
     part of keys. ``timeout_s`` bounds the watermark queries; the read itself has no deadline
     (it ends at the partitions' ends, or with
     :class:`~deltawatch.compacted_table.TableReadInterrupted` once ``stop_requested()``).
+    The objects go to ``bodies_for(partition)``, which also gets a copy of every record.
     """
     started = time.monotonic()
-    builders = {partition: SnapshotBuilder(legacy_cluster) for partition in partitions}
+    builders = {p: SnapshotBuilder(legacy_cluster, bodies_for(p)) for p in partitions}
     records = read_to_end(
         reader,
         topic,
@@ -79,9 +86,22 @@ def restore_partitions(
         watermark_retry=lambda _exc: False,
     )
     for message in records:
-        builders[message.partition() or 0].apply(message.key(), message.value())
+        key, value = message.key(), message.value()
+        builder = builders[message.partition() or 0]
+        builder.apply(key, value)
+        builder.snapshot.bodies.record(key or b"", value)
     seconds = time.monotonic() - started
     return [
         RestoreResult(partition, builder.snapshot, builder.records, seconds)
         for partition, builder in builders.items()
     ]
+
+
+def restore_from_local(state: PartitionState, partition: int, legacy_cluster: str) -> RestoreResult:
+    """The partition's snapshot from the differ's local copy of its changelog (objects stay on
+    disk); only valid when the copy is current (:mod:`services.differ.local_state`)."""
+    started = time.monotonic()
+    builder = SnapshotBuilder(legacy_cluster, state)
+    for key, value in state.changelog_records():
+        builder.apply(key, value)
+    return RestoreResult(partition, builder.snapshot, builder.records, time.monotonic() - started)

@@ -4,9 +4,11 @@ A delta is "what changed since the last delta", so the differ must remember, for
 resource, exactly what it last reported and a digest of what counts for "modified". Two
 constraints shape the types:
 
-* **size** — hundreds of thousands of resources per process: an entry keeps the object as
-  compact JSON bytes (parsed only when a delta reports it), a 16-byte digest and the uid; the
-  name, namespace and GVK live once, in the key, whose group/version/kind strings are interned.
+* **size** — up to millions of resources per process: an entry keeps the uid, a 16-byte
+  content digest and an 8-byte digest of the object's text; the name, namespace and GVK live
+  once, in the key, whose group/version/kind strings are interned. The object itself (compact
+  JSON, parsed only when a delta reports it) is kept apart, in the partition's ``bodies``: in
+  memory or on local disk (:mod:`services.differ.object_bodies`).
 * **partition ownership** — state moves between differ replicas with the input partition, so
   the store is one :class:`PartitionSnapshot` per partition, restored and dropped as a unit.
 
@@ -15,7 +17,8 @@ its ``OPT_SORT_KEYS`` output is byte-identical to ``json.dumps(sort_keys=True,
 separators=(",", ":"), ensure_ascii=False)`` (the digests persisted by earlier versions stay
 valid); only some floats are spelt differently (``0.00001`` for ``1e-05``, as Go writes them).
 
-Nothing here does I/O; the changelog codec and the restore read/write these types.
+Nothing here does I/O (but what ``bodies`` does); the changelog codec and the restore
+read/write these types.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from deltawatch.resource_identity import ResourceKey, without_managed_fields
+from services.differ.object_bodies import MemoryBodies, ObjectBodies
 
 # Fields whose change alone is never a modification (CONTRACT §5).
 IGNORED_METADATA = ("resourceVersion", "managedFields", "generation")
@@ -57,31 +61,33 @@ class ListScope(NamedTuple):
 
 
 class SnapshotEntry:
-    """What the differ remembers of one resource."""
+    """What the differ remembers of one resource to tell whether it changed.
 
-    __slots__ = ("digest", "seen_list", "status", "uid")
+    The object itself is not here but in the partition's :attr:`PartitionSnapshot.bodies`:
+    a delta needs it only when it reports the resource (see :mod:`services.differ.object_bodies`).
+    """
 
-    def __init__(self, uid: str, digest: bytes, status: bytes, seen_list: str | None) -> None:
+    __slots__ = ("digest", "seen_list", "text_digest", "uid")
+
+    def __init__(self, uid: str, digest: bytes, text_digest: bytes, seen_list: str | None) -> None:
         self.uid = uid
         self.digest = digest
-        self.status = status
-        """The object without ``metadata.managedFields``, as compact JSON (UTF-8)."""
+        """Of what counts for "modified" (:func:`content_digest`)."""
+        self.text_digest = text_digest
+        """Of the stored JSON text, byte for byte (:func:`text_digest`): an event carrying the
+        same text is unchanged without computing its content digest."""
         self.seen_list = seen_list
         """The last list run (list_id) that saw this object, for deletes on relist."""
 
     def with_seen_list(self, list_id: str | None) -> SnapshotEntry:
-        return SnapshotEntry(self.uid, self.digest, self.status, list_id)
-
-    def status_object(self) -> dict[str, Any]:
-        loaded: dict[str, Any] = orjson.loads(self.status)
-        return loaded
+        return SnapshotEntry(self.uid, self.digest, self.text_digest, list_id)
 
     def __eq__(self, other: object) -> bool:
         return (
             isinstance(other, SnapshotEntry)
             and self.uid == other.uid
             and self.digest == other.digest
-            and self.status == other.status
+            and self.text_digest == other.text_digest
             and self.seen_list == other.seen_list
         )
 
@@ -104,24 +110,31 @@ def content_digest(obj: dict[str, Any]) -> bytes:
     return hashlib.blake2b(canonical, digest_size=16).digest()
 
 
+def text_digest(text: bytes) -> bytes:
+    """8 bytes: only ever compared with the digest of the same resource's next text."""
+    return hashlib.blake2b(text, digest_size=8).digest()
+
+
 def compact_json(obj: dict[str, Any]) -> bytes:
     return orjson.dumps(obj)
 
 
 def entry_from_object(
     obj: dict[str, Any], uid: str | None, seen_list: str | None, text: str | None = None
-) -> SnapshotEntry:
-    """The entry for ``obj``; ``text`` is its JSON as received, reused when already clean."""
+) -> tuple[SnapshotEntry, bytes]:
+    """The entry for ``obj`` and the body to store; ``text`` is its JSON as received, reused
+    when already clean."""
     stripped = without_managed_fields(obj)
     metadata = stripped.get("metadata")
     object_uid = metadata.get("uid") if isinstance(metadata, dict) else None
-    status = text.encode() if text is not None and stripped is obj else compact_json(stripped)
-    return SnapshotEntry(
+    body = text.encode() if text is not None and stripped is obj else compact_json(stripped)
+    entry = SnapshotEntry(
         uid=uid or (object_uid if isinstance(object_uid, str) else ""),
         digest=content_digest(stripped),
-        status=status,
+        text_digest=text_digest(body),
         seen_list=seen_list,
     )
+    return entry, body
 
 
 @dataclass(slots=True)
@@ -148,6 +161,8 @@ class PartitionSnapshot:
     leader_epochs: dict[tuple[str, str], int] = field(default_factory=dict)
     """Per (cluster, Lease), the highest watcher leader epoch seen
     (:mod:`services.differ.leader_fence`)."""
+    bodies: ObjectBodies = field(default_factory=MemoryBodies)
+    """The objects of the resources above (:mod:`services.differ.object_bodies`)."""
 
     def instance(self, instance_id: str) -> InstanceSnapshot | None:
         return self.instances.get(instance_id)

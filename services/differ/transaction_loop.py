@@ -36,10 +36,11 @@ from deltawatch.resource_identity import EventType
 from deltawatch.settings import DifferSettings
 from deltawatch.shutdown import ShutdownFlag
 from services.differ import metrics
-from services.differ.changelog_codec import encode_epochs, encode_outcome
+from services.differ.changelog_codec import ChangelogRecord, encode_epochs, encode_outcome
 from services.differ.dead_letter import dead_letter_record
 from services.differ.delta_events import delta_record, heartbeat_record, synced_record
 from services.differ.leader_fence import BatchFence
+from services.differ.local_state import LocalStateDb
 from services.differ.owned_partitions import OwnedPartitions
 from services.differ.resource_diff import BatchOutcome, apply_batch
 from services.differ.resource_event import PoisonRecord, ResourceEvent, parse_resource_event
@@ -120,6 +121,10 @@ class DifferLoop:
             transaction_timeout_s=TRANSACTION_TIMEOUT_S,
         )
         self.reader = make_reader(settings, client_id="deltawatch-differ-restore")
+        # Per member id: the flock-claimed id keeps two processes out of one database.
+        self.local = (
+            LocalStateDb(settings.state_dir / member_id) if settings.state_dir is not None else None
+        )
         self.owned = OwnedPartitions(
             topics.resource_events,
             topics.changelog,
@@ -128,6 +133,7 @@ class DifferLoop:
             shutdown,
             self.log,
             legacy_cluster=settings.cluster,
+            local=self.local,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -168,6 +174,8 @@ class DifferLoop:
             self.health.stopping()
             self.core.close()
             self.reader.close()
+            if self.local is not None:
+                self.local.close()
         return code
 
     # -- the batch ---------------------------------------------------------------------------
@@ -208,10 +216,19 @@ class DifferLoop:
         for event_type, count in types.items():
             metrics.INPUT_EVENTS.labels(event_type.value).inc(count)
         metrics.BATCH_SIZE.observe(len(messages))
-        if self.core.commit(self._outputs(outcomes, dead_letters, fences), offsets):
+        changelog = {
+            p: [*encode_outcome(outcome), *encode_epochs(fences[p].writes)]
+            for p, outcome in outcomes.items()
+        }
+        if self.core.commit(self._outputs(outcomes, changelog, dead_letters), offsets):
             for partition, outcome in outcomes.items():
-                self.owned.add_resources(partition, outcome.commit_to(store.get(partition)))
-                fences[partition].commit_to(store.get(partition).leader_epochs)
+                snapshot = store.get(partition)
+                self.owned.add_resources(partition, outcome.commit_to(snapshot))
+                fences[partition].commit_to(snapshot.leader_epochs)
+                # Local state (if any) follows the committed transaction, never precedes it.
+                for key, value in changelog[partition]:
+                    snapshot.bodies.record(key, value)
+                snapshot.bodies.flush(offsets[(self.topics.resource_events, partition)])
                 self._account(partition, outcome)
                 self._account_fenced(partition, fences[partition])
             metrics.DEAD_LETTERS.inc(len(dead_letters))
@@ -249,20 +266,18 @@ class DifferLoop:
     def _outputs(
         self,
         outcomes: dict[int, BatchOutcome],
+        changelog: dict[int, list[ChangelogRecord]],
         dead_letters: list[KafkaRecord],
-        fences: dict[int, BatchFence],
     ) -> Iterator[OutputRecord]:
         """What the batch's transaction writes; partition *p*'s output goes to partition *p*."""
-        deltas, changelog = self.topics.deltas, self.topics.changelog
+        deltas = self.topics.deltas
         for partition, outcome in outcomes.items():
             for delta in outcome.deltas:
                 yield _output(deltas, partition, delta_record(delta))
             for notice in outcome.synced:
                 yield _output(deltas, partition, synced_record(notice))
-            for key, value in encode_outcome(outcome):
-                yield OutputRecord(changelog, partition, key, value)
-            for key, value in encode_epochs(fences[partition].writes):
-                yield OutputRecord(changelog, partition, key, value)
+            for key, value in changelog[partition]:
+                yield OutputRecord(self.topics.changelog, partition, key, value)
         for record in dead_letters:
             yield _output(self.topics.dlq, None, record)
 

@@ -47,7 +47,9 @@ def expected_state(sent: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         apply_batch(snapshot, [parse_resource_event(record)]).commit_to(snapshot)
     state: dict[str, dict[str, Any]] = {}
     for instance_id, instance in snapshot.instances.items():
-        state[instance_id] = {k.name: e.status_object() for k, e in instance.resources.items()}
+        state[instance_id] = {
+            k.name: json.loads(snapshot.bodies.body((instance_id, k))) for k in instance.resources
+        }
     return state
 
 

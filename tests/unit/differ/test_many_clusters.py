@@ -191,7 +191,7 @@ def test_a_changelog_of_the_release_before_clusters_restores_as_the_differs_clus
 def test_the_upgraded_differ_reports_nothing_spurious_and_retires_the_old_records() -> None:
     records = legacy_records()
     snapshot = restore(records)
-    told = {(i, k.name): e.status for i, k, e in snapshot.items()}
+    told = {(i, k.name): snapshot.bodies.body((i, k)) for i, k, _e in snapshot.items()}
     # The watcher of the upgraded pipeline relists the same objects: no change to report.
     relist = [
         ev("default", "LIST_BEGIN", list_id="L2"),

@@ -101,8 +101,9 @@ def test_digest_and_compact_json_spell_json_as_earlier_versions_did(obj: dict[st
 def test_changelog_keys_are_json_arrays_of_the_resource_key(parts: list[str]) -> None:
     instance_id, *rest = parts
     key = ResourceKey(*rest[:6])
-    entry = SnapshotEntry("u", b"d", b"{}", None)
-    outcome = BatchOutcome(resource_writes={(instance_id, key): entry})
+    entry = SnapshotEntry("u", b"d", b"t", None)
+    slot = (instance_id, key)
+    outcome = BatchOutcome(resource_writes={slot: entry}, body_writes={slot: b"{}"})
     [(record_key, _value)] = encode_outcome(outcome)
     expected = json.dumps(["r", instance_id, *key], separators=(",", ":"), ensure_ascii=False)
     assert record_key == expected.encode()

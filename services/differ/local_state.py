@@ -1,0 +1,174 @@
+"""The differ's state on local disk: object bodies out of memory, and a restart without a restore.
+
+With ``DELTAWATCH_DIFFER_STATE_DIR`` set, each differ process keeps one RocksDB (``rocksdict``,
+what Kafka Streams and Quix Streams use for the same job) at ``<dir>/<member id>``, with a
+column family per input partition holding:
+
+* ``b`` + slot → the object of each tracked resource: memory holds only keys and digests
+  (:mod:`services.differ.object_bodies`), so a million Pods fit in a few hundred MB;
+* ``m`` + changelog key → the partition's changelog, compacted, resource records without their
+  object (:mod:`services.differ.changelog_codec`): a copy to rebuild the in-memory snapshot
+  from without reading the object bodies;
+* ``o`` → the consumer group's input offset this state goes with (Kafka Streams' checkpoint).
+
+Nothing is written here before the Kafka transaction that carries the same state committed,
+and the offset is written last, in the same write as the batch's last changes. So the copy is
+trusted exactly when its offset equals the group's committed offset for the partition: then
+no other differ processed the partition since, and no committed batch is missing. Anything
+else (a crash between the commit and the local write, the partition processed elsewhere
+meanwhile, an empty or foreign directory) falls back to a restore from the changelog, which
+rewrites the column family from scratch. That check makes the write-ahead log a matter of
+speed, not of safety: a restore from the changelog writes without it and flushes at its end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+from rocksdict import ColumnFamily, DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
+
+from services.differ.object_bodies import ResourceSlot
+
+_BODY = b"b"
+_MIRROR = b"m"
+_OFFSET = b"o"
+_RESOURCE_RECORD = b'["r"'
+# Pending writes go to RocksDB in batches of this many operations: a restore of a million
+# objects must not hold them all in one write batch. Safe because the offset is written last.
+_WRITE_EVERY = 5000
+
+
+def _options() -> Options:
+    options = Options(raw_mode=True)
+    options.create_if_missing(True)
+    options.create_missing_column_families(True)
+    # Kubernetes objects are repetitive JSON: lz4 halves them at little CPU.
+    options.set_compression_type(DBCompressionType.lz4())
+    return options
+
+
+def _slot_key(slot: ResourceSlot) -> bytes:
+    return _BODY + orjson.dumps((slot[0], *slot[1]))
+
+
+class LocalStateDb:
+    """One process's RocksDB; a :class:`PartitionState` per input partition."""
+
+    def __init__(self, path: Path) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._options = _options()
+        families = Rdict.list_cf(str(path), self._options) if (path / "CURRENT").exists() else []
+        self._db = Rdict(
+            str(path),
+            self._options,
+            column_families={name: self._options for name in families if name != "default"},
+        )
+        self._logged = WriteOptions()
+        self._unlogged = WriteOptions()
+        self._unlogged.disable_wal(True)
+
+    def partition(self, partition: int) -> PartitionState:
+        """The partition's state as stored (empty if never stored)."""
+        name = f"p{partition}"
+        try:
+            family = self._db.get_column_family(name)
+        except Exception:  # rocksdict raises a bare Exception for an unknown column family
+            family = self._db.create_column_family(name, self._options)
+        return PartitionState(self, name, family)
+
+    def fresh_partition(self, partition: int) -> PartitionState:
+        """The partition's state, emptied: to be rewritten by a restore from the changelog."""
+        name = f"p{partition}"
+        with contextlib.suppress(Exception):  # rocksdict's error when it is not there
+            self._db.drop_column_family(name)
+        family = self._db.create_column_family(name, self._options)
+        return PartitionState(self, name, family, bulk=True)
+
+    def handle(self, name: str) -> ColumnFamily:
+        return self._db.get_column_family_handle(name)
+
+    def write(self, batch: WriteBatch, logged: bool) -> None:
+        self._db.write(batch, self._logged if logged else self._unlogged)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class PartitionState:
+    """One partition's bodies, changelog copy and checkpoint offset (an ``ObjectBodies``)."""
+
+    def __init__(self, db: LocalStateDb, name: str, family: Rdict, *, bulk: bool = False) -> None:
+        self._db = db
+        self._family = family
+        self._handle = db.handle(name)
+        self._bulk = bulk
+        """Being written by a restore: no write-ahead log, one flush at the end."""
+        self._batch = self._new_batch()
+
+    def _new_batch(self) -> WriteBatch:
+        batch = WriteBatch(raw_mode=True)
+        batch.set_default_column_family(self._handle)
+        return batch
+
+    # -- ObjectBodies ------------------------------------------------------------------------
+
+    def body(self, slot: ResourceSlot) -> bytes:
+        value = self._family.get(_slot_key(slot))
+        if not isinstance(value, bytes):  # None: not there (raw mode stores only bytes)
+            raise KeyError(slot)
+        return value
+
+    def put_body(self, slot: ResourceSlot, body: bytes) -> None:
+        self._batch.put(_slot_key(slot), body)
+        self._write_when_full()
+
+    def delete_body(self, slot: ResourceSlot) -> None:
+        self._batch.delete(_slot_key(slot))
+        self._write_when_full()
+
+    def record(self, key: bytes, value: bytes | None) -> None:
+        if value is None:
+            self._batch.delete(_MIRROR + key)
+        else:
+            if key.startswith(_RESOURCE_RECORD):
+                value = value.partition(b"\n")[0]
+            self._batch.put(_MIRROR + key, value)
+        self._write_when_full()
+
+    def flush(self, input_offset: int | None) -> None:
+        if input_offset is not None and input_offset >= 0:
+            if self._bulk:
+                # Everything before the offset on disk first: the offset must never outlive it.
+                self._db.write(self._batch, logged=False)
+                self._batch = self._new_batch()
+                self._family.flush()
+                self._bulk = False
+            self._batch.put(_OFFSET, str(input_offset).encode())
+        if self._batch.len():
+            self._db.write(self._batch, logged=not self._bulk)
+            self._batch = self._new_batch()
+
+    def _write_when_full(self) -> None:
+        if self._batch.len() >= _WRITE_EVERY:
+            self._db.write(self._batch, logged=not self._bulk)
+            self._batch = self._new_batch()
+
+    # -- restore -----------------------------------------------------------------------------
+
+    def input_offset(self) -> int | None:
+        """The committed input offset this state goes with, if it was ever checkpointed."""
+        value = self._family.get(_OFFSET)
+        return int(value) if isinstance(value, bytes) else None
+
+    def changelog_records(self) -> Iterator[tuple[bytes, bytes]]:
+        """The stored changelog copy (resource records without their object), in key order."""
+        for key, value in self._family.items(from_key=_MIRROR):
+            assert isinstance(key, bytes)  # raw mode: bytes only
+            assert isinstance(value, bytes)
+            if not key.startswith(_MIRROR):
+                break
+            yield key[len(_MIRROR) :], value
