@@ -273,6 +273,11 @@ class DifferSettings(CommonSettings):
     def _valid_differ_topic(cls, value: str | None) -> str | None:
         return None if value is None else CommonSettings._valid_topic(value)
 
+    @field_validator("state_dir", mode="before")
+    @classmethod
+    def _empty_state_dir_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
 
 class NotifierSettings(CommonSettings):
     http_port: int = Field(9103, validation_alias=_env("DELTAWATCH_HTTP_PORT"), ge=0, le=65535)
