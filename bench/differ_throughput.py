@@ -1,6 +1,6 @@
-"""Differ benchmark (run on demand): throughput with EOS, memory per resource, restore time.
+"""Differ benchmark (run on demand): throughput with EOS, and restore time from the changelog.
 
-    .venv/bin/python bench/differ_throughput.py [--events 60000] [--resources 200000]
+    .venv/bin/python bench/differ_throughput.py [--events 60000]
                                                 [--restore-resources 50000] [--repeat 3]
                                                 [--batch-max 500 5000]
 
@@ -17,10 +17,7 @@
    of its first batch to its committed offsets covering the input); the best of ``--repeat``
    runs is shown, so other load on the machine distorts less. Printed: differ / EOS
    passthrough (target ≥ 0.5) and differ / plain.
-2. Memory: a pure in-process measurement — ``tracemalloc`` around building a
-   :class:`PartitionSnapshot` of N Pods through :func:`apply_batch`; "overhead" is everything
-   but the stored status bytes (target ≤ 1 KiB per resource).
-3. Restore: a changelog partition holding a snapshot is restored with
+2. Restore: a changelog partition holding a snapshot is restored with
    :func:`restore_partition` and, beside it, read raw (same consumer settings, no decoding).
 
 Throughput figures (2 shared CPUs, local single-node Kafka 4.1.1 on the same CPUs, other
@@ -65,7 +62,8 @@ resource record, sequence record: every batch touches each instance once), the
 per-record latency histogram). Throughput scales out with replicas (one per partition at
 most).
 
-Memory and restore figures (earlier run; not re-measured by the throughput change above):
+Memory is measured by ``bench/differ_memory.py`` (resident, realistic Pods, objects in memory
+or in local state). Memory and restore figures (earlier run, before it):
 
 =====================================  ==================  ==================
                                        before (8f9dd65)    after
@@ -79,13 +77,11 @@ changelog decode only, 55,000 records  0.41-0.55 s CPU     0.24-0.39 s CPU
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import os
 import sys
 import threading
 import time
-import tracemalloc
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -316,33 +312,6 @@ def differ_rate(servers: str, topics: DifferTopics, total: int, batch_max: int |
     return total / elapsed
 
 
-def memory_per_resource(resources: int) -> dict[str, float]:
-    instances = max(1, resources // 10)
-    batch: list[Any] = []
-    gc.collect()
-    tracemalloc.start()
-    base = tracemalloc.get_traced_memory()[0]
-    snapshot = PartitionSnapshot()
-    for i in range(resources):
-        batch.append(parse_resource_event(record("ADDED", f"inst-{i % instances}", f"p-{i}", "R")))
-        if len(batch) == 500:
-            apply_batch(snapshot, batch).commit_to(snapshot)
-            batch = []
-    if batch:
-        apply_batch(snapshot, batch).commit_to(snapshot)
-    batch = []
-    gc.collect()
-    used = tracemalloc.get_traced_memory()[0] - base
-    tracemalloc.stop()
-    status_bytes = sum(len(e.status) + 33 for _i, _k, e in snapshot.items())  # bytes header
-    return {
-        "resources": snapshot.resource_count(),
-        "total_per_resource": used / resources,
-        "status_per_resource": status_bytes / resources,
-        "overhead_per_resource": (used - status_bytes) / resources,
-    }
-
-
 def restore_times(servers: str, resources: int) -> dict[str, float]:
     topic = f"bench.changelog.{uuid.uuid4().hex[:8]}"
     ensure_topics(AdminClient({"bootstrap.servers": servers}), [TopicSpec(topic, 1, True)])
@@ -385,7 +354,6 @@ def restore_times(servers: str, resources: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=60000)
-    parser.add_argument("--resources", type=int, default=200000)
     parser.add_argument("--restore-resources", type=int, default=50000)
     parser.add_argument("--repeat", type=int, default=3, help="throughput runs; best is shown")
     parser.add_argument(
@@ -440,12 +408,6 @@ def main() -> None:
             f"differ/plain {differ / bare:.2f}"
         )
 
-    mem = memory_per_resource(args.resources)
-    print(
-        f"memory at {mem['resources']:,.0f} resources: {mem['total_per_resource']:.0f} B/resource "
-        f"total = {mem['status_per_resource']:.0f} B status JSON + "
-        f"{mem['overhead_per_resource']:.0f} B overhead (target overhead <= 1024)"
-    )
     restore = restore_times(servers, args.restore_resources)
     print(
         f"restore of {restore['records']:,.0f} changelog records: {restore['restore_s']:.2f} s "
