@@ -45,6 +45,10 @@ VALUE_SETS = {
         "notifier.secretKey.existingSecret=my-key",
         "--set",
         "notifier.api.service.type=NodePort",
+        "--set",
+        "differ.state.enabled=true",
+        "--set",
+        "differ.state.storageClassName=fast",
     ],
     "auth-off-one-watcher": [
         "--set",

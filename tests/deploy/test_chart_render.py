@@ -154,6 +154,8 @@ def test_every_worker_setting_is_reachable_as_a_value(helm: Helm) -> None:
         "--set",
         "differ.changelogTopic=x.changelog",
         "--set",
+        "differ.state.enabled=true",
+        "--set",
         "notifier.groupId=g",
     )
     workloads = {
@@ -166,6 +168,24 @@ def test_every_worker_setting_is_reachable_as_a_value(helm: Helm) -> None:
         if settings is NotifierSettings:
             missing.discard("KUBECONFIG")  # in-cluster config: its own ServiceAccount
         assert not missing, f"{settings.__name__}: not settable from the chart: {sorted(missing)}"
+
+
+def test_the_differ_state_on_a_volume_claim_per_replica(helm: Helm) -> None:
+    plain = named(helm.template(), "StatefulSet", "dw-deltawatch-differ")
+    assert "DELTAWATCH_DIFFER_STATE_DIR" not in env_of(plain)
+    assert "volumeClaimTemplates" not in plain["spec"]
+    differ = named(
+        helm.template("--set", "differ.state.enabled=true", "--set", "differ.state.size=5Gi"),
+        "StatefulSet",
+        "dw-deltawatch-differ",
+    )
+    assert env_of(differ)["DELTAWATCH_DIFFER_STATE_DIR"]["value"] == "/var/lib/deltawatch"
+    [claim] = differ["spec"]["volumeClaimTemplates"]
+    assert claim["metadata"]["name"] == "state"
+    assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
+    assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
+    mounts = {m["name"]: m["mountPath"] for m in container(differ)["volumeMounts"]}
+    assert mounts["state"] == "/var/lib/deltawatch"
 
 
 def test_the_secret_key_is_generated_once_or_taken_from_a_secret(helm: Helm) -> None:

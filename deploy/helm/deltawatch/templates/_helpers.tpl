@@ -214,6 +214,10 @@ spec:
       volumeMounts:
         - name: tmp
           mountPath: /tmp
+        {{- if and (eq .worker "differ") $values.state.enabled }}
+        - name: state
+          mountPath: {{ $values.state.mountPath }}
+        {{- end }}
         {{- if and (eq .worker "watcher") $values.kubeconfigSecret.name }}
         - name: kubeconfig
           mountPath: /etc/deltawatch/kubeconfig
