@@ -84,9 +84,12 @@ class ResourceKey(NamedTuple):
     def of(
         cls, cluster: str, group: str, version: str, kind: str, namespace: str, name: str
     ) -> ResourceKey:
-        """A key whose cluster/group/version/kind strings are interned (few distinct, many keys)."""
+        """A key whose strings but the name are interned: few distinct values, many keys (a
+        namespace of a thousand Pods is one string, not a thousand)."""
         intern = sys.intern
-        return cls(intern(cluster), intern(group), intern(version), intern(kind), namespace, name)
+        return cls(
+            intern(cluster), intern(group), intern(version), intern(kind), intern(namespace), name
+        )
 
     @property
     def api_version(self) -> str:
