@@ -80,6 +80,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -101,6 +102,7 @@ from deltawatch.shutdown import ShutdownFlag
 from deltawatch.topics import TopicSpec, ensure_topics
 from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 from services.differ.changelog_codec import encode_snapshot
+from services.differ.local_state import LocalStateDb
 from services.differ.resource_diff import apply_batch
 from services.differ.resource_event import parse_resource_event
 from services.differ.restore import restore_partition
@@ -312,7 +314,7 @@ def differ_rate(servers: str, topics: DifferTopics, total: int, batch_max: int |
     return total / elapsed
 
 
-def restore_times(servers: str, resources: int) -> dict[str, float]:
+def restore_times(servers: str, resources: int, repeat: int, scratch: str) -> dict[str, float]:
     topic = f"bench.changelog.{uuid.uuid4().hex[:8]}"
     ensure_topics(AdminClient({"bootstrap.servers": servers}), [TopicSpec(topic, 1, True)])
     snapshot = PartitionSnapshot()
@@ -331,24 +333,50 @@ def restore_times(servers: str, resources: int) -> dict[str, float]:
                 producer.poll(0.1)
     producer.flush(120)
     settings = DifferSettings(KAFKA_BOOTSTRAP_SERVERS=servers)
+    best: dict[str, float] = {}
+    for _round in range(repeat):  # best of: other load on the machine distorts less
+        for name, seconds in (
+            ("raw_read_s", raw_read(settings, topic)),
+            ("restore_s", restore_seconds(settings, topic, resources, None)),
+            ("restore_disk_s", restore_seconds(settings, topic, resources, Path(scratch))),
+        ):
+            best[name] = min(best.get(name, seconds), seconds)
+    return {"records": float(len(encode_snapshot(snapshot))), **best}
+
+
+def restore_seconds(
+    settings: DifferSettings, topic: str, resources: int, state_dir: Path | None
+) -> float:
+    """One restore of the changelog partition, into memory or (as a differ with
+    DELTAWATCH_DIFFER_STATE_DIR whose local state is not current does) into local state."""
     reader = make_reader(settings)
-    result = restore_partition(reader, topic, 0, legacy_cluster="bench")
+    database = LocalStateDb(state_dir / uuid.uuid4().hex) if state_dir else None
+    started = time.perf_counter()
+    result = restore_partition(
+        reader,
+        topic,
+        0,
+        legacy_cluster="bench",
+        bodies=database.fresh_partition(0) if database else None,
+    )
+    result.snapshot.bodies.flush(resources)
+    seconds = time.perf_counter() - started
     reader.close()
     assert result.snapshot.resource_count() == resources
+    return seconds
 
+
+def raw_read(settings: DifferSettings, topic: str) -> float:
     raw = make_reader(settings)
     raw.assign([TopicPartition(topic, 0, 0)])
     started = time.perf_counter()
-    count = 0
     while True:
         messages = raw.consume(10000, 0.5)
         if any(m.error() and m.error().code() == KafkaError._PARTITION_EOF for m in messages):
-            count += sum(1 for m in messages if not m.error())
             break
-        count += sum(1 for m in messages if not m.error())
-    raw_s = time.perf_counter() - started
+    seconds = time.perf_counter() - started
     raw.close()
-    return {"records": result.records, "restore_s": result.seconds, "raw_read_s": raw_s}
+    return seconds
 
 
 def main() -> None:
@@ -359,9 +387,24 @@ def main() -> None:
     parser.add_argument(
         "--batch-max", type=int, nargs="*", help="DELTAWATCH_BATCH_MAX values to try"
     )
+    parser.add_argument("--restore-only", action="store_true", help="skip the throughput runs")
     args = parser.parse_args()
     configure_logging("differ", "WARNING", "console")
     servers = bootstrap()
+    if not args.restore_only:
+        throughput(servers, args)
+    with tempfile.TemporaryDirectory(prefix="differ-restore-") as scratch:
+        restore = restore_times(servers, args.restore_resources, args.repeat, scratch)
+    raw_s = restore["raw_read_s"]
+    print(
+        f"restore of {restore['records']:,.0f} changelog records (best of {args.repeat}): "
+        f"raw read {raw_s:.2f} s; into memory {restore['restore_s']:.2f} s "
+        f"(ratio {raw_s / restore['restore_s']:.2f}, target >= 0.5); into local state "
+        f"{restore['restore_disk_s']:.2f} s (ratio {raw_s / restore['restore_disk_s']:.2f})"
+    )
+
+
+def throughput(servers: str, args: argparse.Namespace) -> None:
     tag = uuid.uuid4().hex[:8]
     topics = DifferTopics(
         resource_events=f"bench.events.{tag}",
@@ -407,12 +450,6 @@ def main() -> None:
             f"{differ:,.0f} events/s; differ/EOS passthrough {differ / eos:.2f} (target >= 0.5), "
             f"differ/plain {differ / bare:.2f}"
         )
-
-    restore = restore_times(servers, args.restore_resources)
-    print(
-        f"restore of {restore['records']:,.0f} changelog records: {restore['restore_s']:.2f} s "
-        f"(raw read of the same partition: {restore['raw_read_s']:.2f} s)"
-    )
 
 
 if __name__ == "__main__":
