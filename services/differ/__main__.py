@@ -23,6 +23,7 @@ from deltawatch.shutdown import ShutdownFlag
 from deltawatch.topics import TopicSpec, changelog_topic, contract_topics, ensure_topics
 from deltawatch.topics import partition_count as topic_partitions
 from deltawatch.worker_boot import create_topics_when_reachable, settings_or_exit, start_http
+from services.differ.local_state import LocalStateError
 from services.differ.transaction_loop import READINESS, DifferLoop, DifferTopics, member_id_base
 
 
@@ -86,6 +87,9 @@ def _run_loop(
         loop = DifferLoop(settings, topics, health, shutdown, identity.id)
         get_logger("differ").info("differ starting", port=port, transactional_id=identity.id)
         return loop.run()
+    except LocalStateError as exc:
+        print(f"deltawatch-differ: {exc}", file=sys.stderr)
+        return 2
     finally:
         identity.release()
 

@@ -41,6 +41,12 @@ _RESOURCE_RECORD = b'["r"'
 _WRITE_EVERY = 5000
 
 
+class LocalStateError(Exception):
+    """The state directory cannot be opened, read or written (full disk, permissions, a
+    corrupt database): the differ stops with this one line rather than go on with state it
+    cannot keep. Its restart restores from the changelog if the directory is usable again."""
+
+
 def _options() -> Options:
     options = Options(raw_mode=True)
     options.create_if_missing(True)
@@ -58,15 +64,19 @@ class LocalStateDb:
     """One process's RocksDB; a :class:`PartitionState` per input partition."""
 
     def __init__(self, path: Path) -> None:
-        path.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._options = _options()
-        families = Rdict.list_cf(str(path), self._options) if (path / "CURRENT").exists() else []
-        self._db = Rdict(
-            str(path),
-            self._options,
-            column_families={name: self._options for name in families if name != "default"},
-        )
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            existing = (path / "CURRENT").exists()
+            families = Rdict.list_cf(str(path), self._options) if existing else []
+            self._db = Rdict(
+                str(path),
+                self._options,
+                column_families={name: self._options for name in families if name != "default"},
+            )
+        except Exception as exc:  # rocksdict raises bare Exceptions
+            raise LocalStateError(f"cannot open local state at {path}: {exc}") from exc
         self._logged = WriteOptions()
         self._unlogged = WriteOptions()
         # An attribute at run time, whatever rocksdict's stub (a method) says.
@@ -93,7 +103,10 @@ class LocalStateDb:
         return self._db.get_column_family_handle(name)
 
     def write(self, batch: WriteBatch, logged: bool) -> None:
-        self._db.write(batch, self._logged if logged else self._unlogged)
+        try:
+            self._db.write(batch, self._logged if logged else self._unlogged)
+        except Exception as exc:
+            raise LocalStateError(f"cannot write local state at {self.path}: {exc}") from exc
 
     def close(self) -> None:
         self._db.close()
@@ -118,7 +131,10 @@ class PartitionState:
     # -- ObjectBodies ------------------------------------------------------------------------
 
     def body(self, slot: ResourceSlot) -> bytes:
-        value = self._family.get(_slot_key(slot))
+        try:
+            value = self._family.get(_slot_key(slot))
+        except Exception as exc:
+            raise LocalStateError(f"cannot read local state: {exc}") from exc
         if not isinstance(value, bytes):  # None: not there (raw mode stores only bytes)
             raise KeyError(slot)
         return value
@@ -146,7 +162,10 @@ class PartitionState:
                 # Everything before the offset on disk first: the offset must never outlive it.
                 self._db.write(self._batch, logged=False)
                 self._batch = self._new_batch()
-                self._family.flush()
+                try:
+                    self._family.flush()
+                except Exception as exc:
+                    raise LocalStateError(f"cannot flush local state: {exc}") from exc
                 self._bulk = False
             self._batch.put(_OFFSET, str(input_offset).encode())
         if self._batch.len():

@@ -40,7 +40,7 @@ from services.differ.changelog_codec import ChangelogRecord, encode_epochs, enco
 from services.differ.dead_letter import dead_letter_record
 from services.differ.delta_events import delta_record, heartbeat_record, synced_record
 from services.differ.leader_fence import BatchFence
-from services.differ.local_state import LocalStateDb
+from services.differ.local_state import LocalStateDb, LocalStateError
 from services.differ.owned_partitions import OwnedPartitions
 from services.differ.resource_diff import BatchOutcome, apply_batch
 from services.differ.resource_event import PoisonRecord, ResourceEvent, parse_resource_event
@@ -95,6 +95,10 @@ class DifferLoop:
         # its partitions back as the same static member, with no rebalance to wait for.
         member_id = member_id or settings.transactional_id or member_id_base(settings)
         self.transactional_id = member_id
+        # Per member id: the flock-claimed id keeps two processes out of one database.
+        self.local = (
+            LocalStateDb(settings.state_dir / member_id) if settings.state_dir is not None else None
+        )
         self.serde = AvroSerde.from_file(
             "resource-event.avsc", topics.resource_events, settings.schema_registry_url
         )
@@ -121,10 +125,6 @@ class DifferLoop:
             transaction_timeout_s=TRANSACTION_TIMEOUT_S,
         )
         self.reader = make_reader(settings, client_id="deltawatch-differ-restore")
-        # Per member id: the flock-claimed id keeps two processes out of one database.
-        self.local = (
-            LocalStateDb(settings.state_dir / member_id) if settings.state_dir is not None else None
-        )
         self.owned = OwnedPartitions(
             topics.resource_events,
             topics.changelog,
@@ -169,6 +169,9 @@ class DifferLoop:
             self.log.info("restore interrupted by shutdown")
         except FatalKafkaError as exc:
             self.log.error("fatal Kafka error, exiting", error=str(exc))
+            code = 1
+        except LocalStateError as exc:
+            self.log.error("local state unusable, exiting", error=str(exc))
             code = 1
         finally:
             self.health.stopping()

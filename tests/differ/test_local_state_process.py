@@ -158,3 +158,18 @@ def test_a_differ_whose_local_state_is_stale_restores_from_the_changelog(
         "deleted": [],
         "modified": ["b"],
     }
+
+
+def test_an_unusable_state_directory_stops_the_differ_with_one_line(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    occupied = tmp_path / "a-file"
+    occupied.write_text("not a directory")
+    log = tmp_path / "d.log"
+    process = DifferProcess({**env, "DELTAWATCH_DIFFER_STATE_DIR": str(occupied)}, "tx-bad", log)
+    process.start()
+    assert process.process is not None
+    assert process.process.wait(timeout=60) == 2
+    text = log.read_text()
+    assert f"deltawatch-differ: cannot open local state at {occupied}/tx-bad" in text
+    assert "Traceback" not in text
