@@ -43,6 +43,8 @@ class FaultCase:
     """Worker exits that are recovery, not crashes (the harness restarts them)."""
     worker_env: Callable[[Cluster], dict[tuple[str, int], dict[str, str]]] | None = None
     """Settings of single worker replicas, from the test's cluster (e.g. its namespace)."""
+    differ_state: bool = False
+    """The differ keeps local state (``DELTAWATCH_DIFFER_STATE_DIR``) in the test's tmp_path."""
 
 
 @pytest.fixture(scope="module")
@@ -71,6 +73,11 @@ def _one_of_each_replica_survived(run: PipelineRun, report: Report) -> None:
     assert len(alive) == 3, f"one differ and one notifier should survive: {alive}"
 
 
+def _the_differ_restored_from_local_state(run: PipelineRun, report: Report) -> None:
+    restored = run.metric("differ", 0, "deltawatch_differ_restores_total", source="local")
+    assert restored > 0, "the restarted differ did not restore from its local state"
+
+
 def _one_leader_one_standby(run: PipelineRun, report: Report) -> None:
     scenarios.pair_leader(run, timeout_s=30)
     leading = sum(run.metric("watcher", i, "deltawatch_watcher_leader") for i in range(2))
@@ -78,8 +85,12 @@ def _one_leader_one_standby(run: PipelineRun, report: Report) -> None:
 
 
 CASES = {
+    # The differ with local state: its SIGKILLed restart restores from disk (the WAL kept the
+    # last committed batch); SIGTERM (next case) and the other faults restore from the changelog.
     "sigkill-of-random-workers": FaultCase(
-        lambda run, driver, rng, _: scenarios.sigkill_rounds(run, driver, rng, 300, rounds=4)
+        lambda run, driver, rng, _: scenarios.sigkill_rounds(run, driver, rng, 300, rounds=4),
+        differ_state=True,
+        check=_the_differ_restored_from_local_state,
     ),
     "sigterm-of-each-worker-is-graceful": FaultCase(
         lambda run, driver, rng, _: scenarios.sigterm_rounds(run, driver, rng, 200, rounds=3)
@@ -132,6 +143,9 @@ def test_fault_loses_nothing(
         state = request.getfixturevalue("own_broker").status()
         assert state is not None
         overrides["KAFKA_BOOTSTRAP_SERVERS"] = state.bootstrap
+    if case.differ_state:
+        state_dir = request.getfixturevalue("tmp_path") / "differ-state"
+        overrides["DELTAWATCH_DIFFER_STATE_DIR"] = str(state_dir)
     worker_env = case.worker_env(cluster) if case.worker_env is not None else None
     run = make_run(replicas=case.replicas, worker_env=worker_env, **overrides)
     run.start_all()
