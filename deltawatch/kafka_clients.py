@@ -121,6 +121,12 @@ is only known from a fetch that found nothing new; the broker holds such fetches
 ``fetch.wait.max.ms``. librdkafka's 500 ms would be added to every restore, however small, and
 to every answer a follower waits for. A few idle fetches a second per reader is the price."""
 
+READER_QUEUE_BACKOFF_MS = 10
+"""How long librdkafka postpones the next fetch once its local queue is full (its
+``fetch.queue.backoff.ms``, 1000 by default). A restore fills the queue faster than it decodes
+and then sat out whole seconds with nothing fetched: 55,000 changelog records of 5.9 KB Pods
+took 1.5-2.4 s to restore at the default and 0.66-0.79 s at 10 ms (same queue size)."""
+
 
 def make_reader(
     settings: CommonSettings, *, client_id: str = "deltawatch-reader", **overrides: Any
@@ -132,6 +138,7 @@ def make_reader(
         "isolation.level": "read_committed",
         "enable.partition.eof": True,
         "fetch.wait.max.ms": READER_FETCH_WAIT_MS,
+        "fetch.queue.backoff.ms": READER_QUEUE_BACKOFF_MS,
     }
     return Consumer(_client_config(settings, client_id, required, overrides))
 
