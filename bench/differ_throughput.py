@@ -77,12 +77,12 @@ reader's queue faster than it decodes and the fetcher then paused for whole seco
 55,000 records, realistic 5.9 KB Pods
   raw read                                    0.76 s                 0.70 s
   into memory                                 1.74 s (ratio 0.44)    0.84 s (ratio 0.84)
-  into local state (DELTAWATCH_DIFFER_STATE_DIR)  2.47 s (0.31)      1.32 s (0.53)
+  into local state                            2.47 s (ratio 0.31)    1.32 s (ratio 0.53)
   restart, local state current                0.51 s                 0.47 s
 66,000 records, 1.3 KB Pods
   raw read                                    0.93 s                 0.60 s
   into memory                                 0.91 s (ratio 1.02)    0.94 s (ratio 0.64)
-  into local state                            1.00 s (0.93)          0.81 s (0.75)
+  into local state                            1.00 s (ratio 0.93)    0.81 s (ratio 0.75)
 ============================================  =====================  =====================
 
 (The small-Pod "before" ran while the test suite ran beside it: its raw read was slowed too.
