@@ -116,11 +116,8 @@ def build(resources: int, bodies: ObjectBodies) -> dict[str, float]:
         events = [event(i, instances, now) for i in range(first, min(first + BATCH, resources))]
         outcome = apply_batch(snapshot, events)
         records = encode_outcome(outcome)
-        outcome.commit_to(snapshot)
-        for key, value in records:
-            bodies.record(key, value)
         offset += len(events)
-        bodies.flush(offset)
+        outcome.commit_to(snapshot, records, offset)
     seconds = time.monotonic() - started
     del events, outcome, records
     gc.collect()

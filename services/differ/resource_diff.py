@@ -102,9 +102,17 @@ class BatchOutcome:
     legacy_lists_retired: list[ListScope] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
 
-    def commit_to(self, snapshot: PartitionSnapshot) -> int:
+    def commit_to(
+        self,
+        snapshot: PartitionSnapshot,
+        changelog: Iterable[tuple[bytes, bytes | None]] = (),
+        input_offset: int | None = None,
+    ) -> int:
         """Make the batch's state the partition's state (after the transaction committed).
 
+        ``changelog`` (the records the transaction wrote for the partition) and
+        ``input_offset`` (the offset it committed) go to the snapshot's bodies, which keep a
+        local copy of them if they are on disk (:mod:`services.differ.object_bodies`).
         Returns how many resources the partition tracks more (or fewer) than before.
         """
         added = 0
@@ -135,6 +143,9 @@ class BatchOutcome:
                 snapshot.open_lists[scope] = list_id
         snapshot.legacy_resources.difference_update(self.legacy_retired)
         snapshot.legacy_lists.difference_update(self.legacy_lists_retired)
+        for record_key, value in changelog:
+            bodies.record(record_key, value)
+        bodies.flush(input_offset)
         return added
 
 

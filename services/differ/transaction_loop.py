@@ -226,12 +226,11 @@ class DifferLoop:
         if self.core.commit(self._outputs(outcomes, changelog, dead_letters), offsets):
             for partition, outcome in outcomes.items():
                 snapshot = store.get(partition)
-                self.owned.add_resources(partition, outcome.commit_to(snapshot))
                 fences[partition].commit_to(snapshot.leader_epochs)
                 # Local state (if any) follows the committed transaction, never precedes it.
-                for key, value in changelog[partition]:
-                    snapshot.bodies.record(key, value)
-                snapshot.bodies.flush(offsets[(self.topics.resource_events, partition)])
+                committed = offsets[(self.topics.resource_events, partition)]
+                added = outcome.commit_to(snapshot, changelog[partition], committed)
+                self.owned.add_resources(partition, added)
                 self._account(partition, outcome)
                 self._account_fenced(partition, fences[partition])
             metrics.DEAD_LETTERS.inc(len(dead_letters))

@@ -46,11 +46,7 @@ def event(
 def commit(snapshot: PartitionSnapshot, events: list[ResourceEvent], offset: int) -> None:
     """What the differ's loop does once a batch's transaction committed."""
     outcome = apply_batch(snapshot, events)
-    records = encode_outcome(outcome)
-    outcome.commit_to(snapshot)
-    for key, value in records:
-        snapshot.bodies.record(key, value)
-    snapshot.bodies.flush(offset)
+    outcome.commit_to(snapshot, encode_outcome(outcome), offset)
 
 
 def bodies_of(snapshot: PartitionSnapshot, bodies: ObjectBodies) -> dict[str, Any]:
