@@ -35,6 +35,7 @@ from services.differ.object_bodies import ResourceSlot
 _BODY = b"b"
 _MIRROR = b"m"
 _OFFSET = b"o"
+_IDENTITY = b"identity"  # in the default column family
 _RESOURCE_RECORD = b'["r"'
 # Pending writes go to RocksDB in batches of this many operations: a restore of a million
 # objects must not hold them all in one write batch. Safe because the offset is written last.
@@ -61,9 +62,15 @@ def _slot_key(slot: ResourceSlot) -> bytes:
 
 
 class LocalStateDb:
-    """One process's RocksDB; a :class:`PartitionState` per input partition."""
+    """One process's RocksDB; a :class:`PartitionState` per input partition.
 
-    def __init__(self, path: Path) -> None:
+    ``identity`` names what the state belongs to (consumer group, input and changelog topics
+    with their topic ids): an offset only means something for the same group reading the same
+    topic. A directory holding another identity's state (topics renamed, deleted and
+    recreated, another group) is emptied at open, so its offsets can never match by chance.
+    """
+
+    def __init__(self, path: Path, identity: dict[str, str] | None = None) -> None:
         self.path = path
         self._options = _options()
         try:
@@ -81,6 +88,20 @@ class LocalStateDb:
         self._unlogged = WriteOptions()
         # An attribute at run time, whatever rocksdict's stub (a method) says.
         setattr(self._unlogged, "disable_wal", True)  # noqa: B010
+        if identity is not None:
+            self._claim(orjson.dumps(identity, option=orjson.OPT_SORT_KEYS))
+
+    def _claim(self, identity: bytes) -> None:
+        """Forget every partition's state unless it was kept for this same identity."""
+        try:
+            if self._db.get(_IDENTITY) == identity:
+                return
+            for name in Rdict.list_cf(str(self.path), self._options):
+                if name != "default":
+                    self._db.drop_column_family(name)
+            self._db.put(_IDENTITY, identity)
+        except Exception as exc:
+            raise LocalStateError(f"cannot reset local state at {self.path}: {exc}") from exc
 
     def partition(self, partition: int) -> PartitionState:
         """The partition's state as stored (empty if never stored)."""

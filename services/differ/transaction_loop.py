@@ -21,13 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaException, Message, TopicCollection
 
 from deltawatch.avro_serde import AvroDecodeError, AvroSerde
 from deltawatch.cloud_events import KafkaRecord, utc_now
 from deltawatch.compacted_table import TableReadInterrupted
 from deltawatch.health import HealthState
-from deltawatch.kafka_clients import make_consumer, make_producer, make_reader
+from deltawatch.kafka_clients import make_admin, make_consumer, make_producer, make_reader
 from deltawatch.latency import elapsed_s, record_time_s
 from deltawatch.logs import get_logger
 from deltawatch.member_identity import host_name, member_client_id
@@ -77,6 +77,25 @@ class DifferTopics:
     dlq: str
 
 
+def state_identity(settings: DifferSettings, topics: DifferTopics) -> dict[str, str]:
+    """What the local state belongs to: the group, and the input and changelog topics by name
+    and by topic id (a deleted and recreated topic has a new id, and offsets from zero)."""
+    identity = {
+        "group": settings.group_id,
+        "input": topics.resource_events,
+        "changelog": topics.changelog,
+    }
+    admin = make_admin(settings)
+    names = [topics.resource_events, topics.changelog]
+    for name, future in admin.describe_topics(TopicCollection(names)).items():
+        try:
+            identity[f"id:{name}"] = str(future.result(timeout=10).topic_id)
+        except (KafkaException, TimeoutError) as exc:
+            # No id: the identity matches no stored one, and the state is rebuilt.
+            identity[f"id:{name}"] = f"unknown ({exc})"
+    return identity
+
+
 class DifferLoop:
     def __init__(
         self,
@@ -97,7 +116,9 @@ class DifferLoop:
         self.transactional_id = member_id
         # Per member id: the flock-claimed id keeps two processes out of one database.
         self.local = (
-            LocalStateDb(settings.state_dir / member_id) if settings.state_dir is not None else None
+            LocalStateDb(settings.state_dir / member_id, state_identity(settings, topics))
+            if settings.state_dir is not None
+            else None
         )
         self.serde = AvroSerde.from_file(
             "resource-event.avsc", topics.resource_events, settings.schema_registry_url

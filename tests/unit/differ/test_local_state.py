@@ -110,3 +110,22 @@ def test_partitions_are_kept_apart(tmp_path: Path) -> None:
     assert list(database.partition(1).changelog_records()) == []
     assert database.partition(0).input_offset() == 1
     database.close()
+
+
+def test_state_kept_for_another_group_or_topic_is_forgotten_at_open(tmp_path: Path) -> None:
+    first = {"group": "g", "input": "events", "id:events": "A"}
+    database = LocalStateDb(tmp_path, first)
+    commit(PartitionSnapshot(bodies=database.partition(0)), [event("ADDED", "a")], 1)
+    database.close()
+    del database
+
+    again = LocalStateDb(tmp_path, dict(first))
+    assert again.partition(0).input_offset() == 1  # the same identity: kept
+    again.close()
+    del again
+
+    # The input topic deleted and recreated: a new topic id, offsets from zero again.
+    recreated = LocalStateDb(tmp_path, {**first, "id:events": "B"})
+    assert recreated.partition(0).input_offset() is None
+    assert list(recreated.partition(0).changelog_records()) == []
+    recreated.close()
