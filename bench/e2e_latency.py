@@ -223,6 +223,11 @@ def main() -> None:
         "DELTAWATCH_DELTAS_TOPIC": f"bench.deltas.{run}",
         "DELTAWATCH_CPS_TOPIC": f"bench.cps.{run}",
         "DELTAWATCH_DLQ_TOPIC": f"bench.dlq.{run}",
+        # The run's own groups and internal topics: a static group member of an earlier run
+        # would otherwise be handed its old assignment (the earlier run's topics) back.
+        "DELTAWATCH_APPLICATION_ID": f"bench-e2e-{run}",
+        "DELTAWATCH_DIFFER_GROUP_ID": f"bench-differ-{run}",
+        "DELTAWATCH_NOTIFIER_GROUP_ID": f"bench-notifier-{run}",
     }
     env = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
