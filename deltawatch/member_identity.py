@@ -18,6 +18,11 @@ So the id is claimed, not just derived:
   host is a live peer if it is still in the group after its session timeout (a dead one's
   session expires by then); :func:`peers_elsewhere` picks those members out of a group
   description, and the worker refuses to start while one is alive.
+
+A static member that rejoins is handed its previous assignment without a rebalance, even when
+it now subscribes to other topics (seen with Kafka 4.1 and librdkafka 2.16): a worker restarted
+with new topics but its old group and id would own the old topics' partitions and process
+nothing. :func:`refuse_foreign_assignment` turns that silence into one line.
 """
 
 from __future__ import annotations
@@ -60,6 +65,25 @@ class ClaimedIdentity:
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None
+
+
+class ForeignAssignment(Exception):
+    """The group assigned partitions of topics this member does not subscribe to."""
+
+
+def refuse_foreign_assignment(
+    assigned: Iterable[str], subscribed: Iterable[str], group_setting: str
+) -> None:
+    """Raise :class:`ForeignAssignment` when ``assigned`` (the topics of an assignment) holds a
+    topic outside ``subscribed``; ``group_setting`` names the variable that sets the group."""
+    foreign = sorted(set(assigned) - set(subscribed))
+    if foreign:
+        raise ForeignAssignment(
+            f"the group assigned partitions of {', '.join(foreign)}, not of "
+            f"{', '.join(sorted(set(subscribed)))}: its static member still holds the "
+            f"assignment of the topics this member read before; set a new {group_setting} "
+            "together with new topics"
+        )
 
 
 def host_name() -> str:

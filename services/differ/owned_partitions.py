@@ -19,6 +19,7 @@ from confluent_kafka import Consumer, TopicPartition
 from structlog.stdlib import BoundLogger
 
 from deltawatch.health import HealthState
+from deltawatch.member_identity import refuse_foreign_assignment
 from deltawatch.shutdown import ShutdownFlag
 from services.differ import metrics
 from services.differ.local_state import LocalStateDb
@@ -52,6 +53,8 @@ class OwnedPartitions:
     # -- rebalance callbacks -----------------------------------------------------------------
 
     def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        assigned = (tp.topic for tp in partitions)
+        refuse_foreign_assignment(assigned, [self.topic], "DELTAWATCH_DIFFER_GROUP_ID")
         self.health.unmet("restored")
         committed = self._committed(consumer, partitions)
         self._restore([tp.partition for tp in partitions], committed)

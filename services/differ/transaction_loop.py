@@ -30,7 +30,7 @@ from deltawatch.health import HealthState
 from deltawatch.kafka_clients import make_admin, make_consumer, make_producer, make_reader
 from deltawatch.latency import elapsed_s, record_time_s
 from deltawatch.logs import get_logger
-from deltawatch.member_identity import host_name, member_client_id
+from deltawatch.member_identity import ForeignAssignment, host_name, member_client_id
 from deltawatch.processing_core import FatalKafkaError, OutputRecord, TransactionalCore
 from deltawatch.resource_identity import EventType
 from deltawatch.settings import DifferSettings
@@ -194,6 +194,9 @@ class DifferLoop:
         except LocalStateError as exc:
             self.log.error("local state unusable, exiting", error=str(exc))
             code = 1
+        except ForeignAssignment as exc:
+            self.log.error("assignment of other topics, exiting", error=str(exc))
+            code = 2
         finally:
             self.health.stopping()
             self.core.close()

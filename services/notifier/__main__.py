@@ -19,7 +19,7 @@ from deltawatch.compacted_table import wait_for_leaders
 from deltawatch.health import HealthState
 from deltawatch.http_server import HttpServer, build_app
 from deltawatch.logs import get_logger
-from deltawatch.member_identity import IdentityInUse
+from deltawatch.member_identity import ForeignAssignment, IdentityInUse
 from deltawatch.processing_core import FatalKafkaError, TransactionAbandoned
 from deltawatch.settings import NotifierSettings
 from deltawatch.shutdown import ShutdownFlag
@@ -74,6 +74,9 @@ def main() -> None:
         sys.exit(1)
     except IdentityInUse as exc:
         print(f"deltawatch-notifier: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except ForeignAssignment as exc:
+        log.error("assignment of other topics, exiting", error=str(exc))
         sys.exit(2)
     log.info("notifier stopped", signal=shutdown.signal_name)
 

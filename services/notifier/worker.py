@@ -40,7 +40,7 @@ from deltawatch.health import HealthState
 from deltawatch.kafka_clients import consume_available, make_consumer, make_producer
 from deltawatch.logs import get_logger
 from deltawatch.member_claim import claim_worker_member
-from deltawatch.member_identity import host_name, member_client_id
+from deltawatch.member_identity import host_name, member_client_id, refuse_foreign_assignment
 from deltawatch.processing_core import TransactionalCore
 from deltawatch.settings import NotifierSettings
 from deltawatch.topics import TopicSpec, changelog_topic, contract_topics
@@ -285,6 +285,11 @@ class NotifierWorker:
     # --- assignment and restore ----------------------------------------------------------
 
     def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        refuse_foreign_assignment(
+            (tp.topic for tp in partitions),
+            [self.settings.commands_topic, self.settings.deltas_topic],
+            "DELTAWATCH_NOTIFIER_GROUP_ID",
+        )
         self._assignment_events.append(("assign", [tp.partition for tp in partitions]))
         self._not_at_end.update((tp.topic, tp.partition) for tp in partitions)
         self.health.met("assigned")

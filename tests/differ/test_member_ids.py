@@ -215,3 +215,30 @@ def test_a_restarted_differ_resumes_without_waiting_for_its_old_session(
     took = time.monotonic() - restarted_at
     assert claimed_id(second) == claimed_id(first)
     assert took < 20, f"{took:.1f}s: the restart waited for the old member's 45 s session"
+
+
+def test_a_restart_on_other_topics_with_the_old_group_stops_with_one_line(
+    env: dict[str, str], processes: list[DifferProcess], tmp_path: Path
+) -> None:
+    """The broker hands a rejoining static member its old assignment, even for another
+    subscription: the differ must say so rather than own the wrong partitions in silence."""
+    first = launch(processes, env, "tx-moved", tmp_path / "1.log")
+    first.wait_ready()
+    assert first.terminate()[0] == 0
+    moved = {
+        **env,
+        "DELTAWATCH_RESOURCE_EVENTS_TOPIC": env["DELTAWATCH_RESOURCE_EVENTS_TOPIC"] + ".moved",
+        "DELTAWATCH_DELTAS_TOPIC": env["DELTAWATCH_DELTAS_TOPIC"] + ".moved",
+    }
+    create_pipeline_topics(moved)
+    second = launch(processes, moved, "tx-moved", tmp_path / "2.log")
+    assert second.process is not None
+    assert second.process.wait(timeout=60) == 2
+    [line] = [
+        json.loads(text)
+        for text in second.log_text().splitlines()
+        if text.startswith("{") and "assignment of other topics" in text
+    ]
+    assert env["DELTAWATCH_RESOURCE_EVENTS_TOPIC"] in line["error"]
+    assert "DELTAWATCH_DIFFER_GROUP_ID" in line["error"]
+    assert "Traceback" not in second.log_text()

@@ -104,3 +104,20 @@ def test_delivery_time_network_fence_dead_letters(
     assert "127.0.0.1 is in denied network 127.0.0.0/8" in dlq["inst-1/sub-1"]["last-error"]
     assert dlq["inst-1/sub-1"]["last-status"] == 0
     assert sink.requests == []
+
+
+def test_a_restart_on_other_topics_with_the_old_group_stops_with_one_line(
+    notifier: NotifierProcess, notifier_env: dict[str, str]
+) -> None:
+    """A rejoining static member is handed its old assignment, even for other topics: the
+    notifier must say so rather than own the wrong partitions in silence."""
+    notifier.start()
+    assert notifier.stop() == 0
+    moved = notifier_env["DELTAWATCH_DELTAS_TOPIC"] + ".moved"
+    with pytest.raises(AssertionError, match="notifier exited 2"):
+        notifier.start(DELTAWATCH_DELTAS_TOPIC=moved)
+    logs = notifier.logs()
+    assert "assignment of other topics" in logs
+    assert notifier_env["DELTAWATCH_DELTAS_TOPIC"] in logs
+    assert "DELTAWATCH_NOTIFIER_GROUP_ID" in logs
+    assert "Traceback" not in logs
