@@ -42,6 +42,13 @@ code: at these rates the pipeline's own waits are now a few ms each, and the tai
 waiting for a CPU (broker, API server, etcd, three workers, the driver and the neighbours' work
 on 2 cores). Targets not met on this machine: p99 ≤ 50 ms at 10/s, ≤ 100 ms at 100/s.
 
+Re-measured 7 Dec 2026 (afternoon; each run with its own groups now, see ``main``): on a quiet
+machine (load ~1, nothing else running), four alternating ``--duration 30 --rates 10`` runs of
+the session's start (5e128b7) and its end gave end-to-end p50 / p99 of 21.0 / 40.0 and
+20.6 / 47.6 ms (start) and 17.9 / 34.8 and 18.7 / 28.8 ms (end): the 10/s target (p99 ≤ 50 ms)
+is met when the machine is otherwise idle, and missed as soon as it is not (load 3: p99 54-104
+ms). At 100/s, p99 was 117-285 ms in four runs (target 100: not met); its p90 stays at 58-118.
+
 (*) the watcher's publisher served delivery reports every 100 ms when idle, so a record
 already on the broker was counted (and its list readiness noticed) late; now every 2 ms
 while a record awaits its acknowledgement. What changed: the watcher's producer lingers 1 ms
