@@ -109,7 +109,7 @@ class LocalStateDb:
         try:
             family = self._db.get_column_family(name)
         except Exception:  # rocksdict raises a bare Exception for an unknown column family
-            family = self._db.create_column_family(name, self._options)
+            family = self._create(name)
         return PartitionState(self, name, family)
 
     def fresh_partition(self, partition: int) -> PartitionState:
@@ -117,8 +117,14 @@ class LocalStateDb:
         name = f"p{partition}"
         with contextlib.suppress(Exception):  # rocksdict's error when it is not there
             self._db.drop_column_family(name)
-        family = self._db.create_column_family(name, self._options)
-        return PartitionState(self, name, family, bulk=True)
+        return PartitionState(self, name, self._create(name), bulk=True)
+
+    def _create(self, name: str) -> Rdict:
+        try:
+            return self._db.create_column_family(name, self._options)
+        except Exception as exc:
+            message = f"cannot create {name} in local state at {self.path}: {exc}"
+            raise LocalStateError(message) from exc
 
     def handle(self, name: str) -> ColumnFamily:
         return self._db.get_column_family_handle(name)
