@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.differ.harness import TopicReader
+from tests.differ.harness import DifferProcess, TopicReader
 
 
 @pytest.fixture
@@ -15,3 +15,12 @@ def deltas(env: dict[str, str]) -> Iterator[TopicReader]:
     reader = TopicReader(env["KAFKA_BOOTSTRAP_SERVERS"], env["DELTAWATCH_DELTAS_TOPIC"])
     yield reader
     reader.close()
+
+
+@pytest.fixture
+def processes() -> Iterator[list[DifferProcess]]:
+    """Differ processes a test started (:func:`tests.differ.harness.launch`), killed at its end."""
+    started: list[DifferProcess] = []
+    yield started
+    for process in started:
+        process.kill()

@@ -163,6 +163,15 @@ def pod(name: str, instance: str, *, phase: str = "Running", rv: str = "1", uid:
     }
 
 
+def launch(
+    processes: list[DifferProcess], env: dict[str, str], member_id: str | None, log: Path
+) -> DifferProcess:
+    """A differ process started and registered for the ``processes`` fixture to kill."""
+    process = DifferProcess(env, member_id, log).start()
+    processes.append(process)
+    return process
+
+
 class EventFeed:
     """Produces resource events as the watcher does."""
 

@@ -9,7 +9,6 @@ another process meanwhile) that notices and restores from the changelog instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +21,7 @@ from tests.differ.harness import (
     create_pipeline_topics,
     differ_env,
     fold_state,
+    launch,
     pod,
     wait_until,
 )
@@ -49,20 +49,11 @@ def restores(process: DifferProcess) -> dict[str, float]:
     return {source: float(count) for source, count in found}
 
 
-@pytest.fixture
-def started(env: dict[str, str], tmp_path: Path) -> Iterator[list[DifferProcess]]:
-    """Differs started by the test, all killed at its end."""
-    processes: list[DifferProcess] = []
-    yield processes
-    for process in processes:
-        process.kill()
-
-
 def start(
-    started: list[DifferProcess], env: dict[str, str], log: Path, **extra: str
+    processes: list[DifferProcess], env: dict[str, str], log: Path, **extra: str
 ) -> DifferProcess:
-    process = DifferProcess({**env, **extra}, "tx-local", log).start()
-    started.append(process)
+    """The test's differ (always member ``tx-local``), started and ready."""
+    process = launch(processes, {**env, **extra}, "tx-local", log)
     process.wait_ready()
     return process
 
@@ -72,7 +63,7 @@ def test_a_restarted_differ_restores_from_local_state_and_reports_deletes_from_d
     feed: EventFeed,
     deltas: TopicReader,
     tmp_path: Path,
-    started: list[DifferProcess],
+    processes: list[DifferProcess],
 ) -> None:
     # A first list, as a watcher starts: its markers reach every partition.
     feed.marker("LIST_BEGIN", "list-0")
@@ -80,14 +71,14 @@ def test_a_restarted_differ_restores_from_local_state_and_reports_deletes_from_d
         feed.watch("LISTED", pod(f"p{i}", f"inst-{i % 3}", phase=f"phase-{i}"), list_id="list-0")
     feed.marker("LIST_END", "list-0")
     feed.flush()
-    first = start(started, env, tmp_path / "1.log")
+    first = start(processes, env, tmp_path / "1.log")
     assert restores(first) == {"changelog": 3.0}  # nothing local yet
     deltas.poll()
     assert sum(len(changes(d)["created"]) for d in deltas.deltas()) == 12
     code, _took = first.terminate()
     assert code == 0
 
-    second = start(started, env, tmp_path / "2.log")
+    second = start(processes, env, tmp_path / "2.log")
     assert restores(second) == {"local": 3.0}
     assert "deltawatch_differ_tracked_resources 12.0" in second.metrics()
     # A relist that misses p0: its deletion reports the object it had, read from disk.
@@ -111,7 +102,7 @@ def test_a_restarted_differ_restores_from_local_state_and_reports_deletes_from_d
     second.process.wait()
     feed.watch("MODIFIED", pod("p1", "inst-1", phase="later"))
     feed.flush()
-    third = start(started, env, tmp_path / "3.log")
+    third = start(processes, env, tmp_path / "3.log")
     assert restores(third) == {"local": 3.0}
     deltas.wait_for(lambda: "later" in str(deltas.deltas("inst-1")[-1].data), "the modification")
     assert changes(deltas.deltas("inst-1")[-1]) == {
@@ -127,25 +118,25 @@ def test_a_differ_whose_local_state_is_stale_restores_from_the_changelog(
     feed: EventFeed,
     deltas: TopicReader,
     tmp_path: Path,
-    started: list[DifferProcess],
+    processes: list[DifferProcess],
 ) -> None:
     feed.marker("LIST_BEGIN", "list-0")
     feed.watch("LISTED", pod("a", "inst-1"), list_id="list-0")
     feed.marker("LIST_END", "list-0")
     feed.flush()
-    first = start(started, env, tmp_path / "1.log")
+    first = start(processes, env, tmp_path / "1.log")
     deltas.wait_for(lambda: len(deltas.deltas("inst-1")) == 1, "the creation")
     assert first.terminate()[0] == 0
 
     # The same member elsewhere (another state directory) processes the partitions meanwhile.
-    elsewhere = start(started, env, tmp_path / "2.log", DELTAWATCH_DIFFER_STATE_DIR="")
+    elsewhere = start(processes, env, tmp_path / "2.log", DELTAWATCH_DIFFER_STATE_DIR="")
     feed.watch("ADDED", pod("b", "inst-1"))
     feed.watch("DELETED", pod("a", "inst-1"))
     feed.flush()
     deltas.wait_for(lambda: len(deltas.deltas("inst-1")) == 2, "the second delta")
     assert elsewhere.terminate()[0] == 0
 
-    again = start(started, env, tmp_path / "3.log")
+    again = start(processes, env, tmp_path / "3.log")
     # inst-1's partition moved on elsewhere; the other two did not, their local state is current.
     assert restores(again) == {"local": 2.0, "changelog": 1.0}
     # Its snapshot is the changelog's: b exists, a does not (a stale copy would say otherwise).
@@ -161,13 +152,13 @@ def test_a_differ_whose_local_state_is_stale_restores_from_the_changelog(
 
 
 def test_an_unusable_state_directory_stops_the_differ_with_one_line(
-    env: dict[str, str], tmp_path: Path
+    env: dict[str, str], processes: list[DifferProcess], tmp_path: Path
 ) -> None:
     occupied = tmp_path / "a-file"
     occupied.write_text("not a directory")
     log = tmp_path / "d.log"
-    process = DifferProcess({**env, "DELTAWATCH_DIFFER_STATE_DIR": str(occupied)}, "tx-bad", log)
-    process.start()
+    bad = {**env, "DELTAWATCH_DIFFER_STATE_DIR": str(occupied)}
+    process = launch(processes, bad, "tx-bad", log)  # killed by the fixture if it hangs
     assert process.process is not None
     assert process.process.wait(timeout=60) == 2
     text = log.read_text()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +20,7 @@ from tests.differ.harness import (
     changes,
     create_pipeline_topics,
     differ_env,
+    launch,
     pod,
     wait_until,
 )
@@ -37,14 +37,6 @@ def env(topic_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-@pytest.fixture
-def processes() -> Iterator[list[DifferProcess]]:
-    started: list[DifferProcess] = []
-    yield started
-    for process in started:
-        process.kill()
-
-
 def on_host(env: dict[str, str], tmp_path: Path, host: str, **extra: str) -> dict[str, str]:
     directory = tmp_path / host
     directory.mkdir(exist_ok=True)
@@ -58,15 +50,6 @@ def two_hosts(env: dict[str, str], tmp_path: Path) -> tuple[dict[str, str], dict
         on_host(env, tmp_path, "host-a", DELTAWATCH_KAFKA_CONFIG=short_sessions),
         on_host(env, tmp_path, "host-b", DELTAWATCH_KAFKA_CONFIG=short_sessions),
     )
-
-
-def launch(
-    processes: list[DifferProcess], env: dict[str, str], member_id: str | None, log: Path
-) -> DifferProcess:
-    """A differ process started and registered for the fixture to kill."""
-    process = DifferProcess(env, member_id, log).start()
-    processes.append(process)
-    return process
 
 
 def claimed_id(process: DifferProcess) -> str:
