@@ -51,13 +51,12 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import orjson
 
-from bench.pod_shape import realistic_pod
+from bench.pod_shape import pod_event, realistic_pod
 from services.differ.changelog_codec import encode_outcome
 from services.differ.local_state import LocalStateDb
 from services.differ.object_bodies import MemoryBodies, ObjectBodies
@@ -83,25 +82,7 @@ def proc_status() -> dict[str, int]:
 def event(index: int, instances: int, now: datetime) -> ResourceEvent:
     instance = f"inst-{index % instances}"
     obj = realistic_pod(index, instance=instance)
-    metadata: dict[str, Any] = obj["metadata"]
-    return parse_resource_event(
-        {
-            "type": "ADDED",
-            "cluster": "bench",
-            "instance_id": instance,
-            "group": "",
-            "version": "v1",
-            "kind": "Pod",
-            "namespace": metadata["namespace"],
-            "name": metadata["name"],
-            "uid": metadata["uid"],
-            "resource_version": metadata["resourceVersion"],
-            "observed_at": now,
-            "list_id": None,
-            "list_reason": None,
-            "object": orjson.dumps(obj).decode(),
-        }
-    )
+    return parse_resource_event(pod_event("ADDED", instance, obj, orjson.dumps(obj).decode(), now))
 
 
 def build(resources: int, bodies: ObjectBodies) -> dict[str, float]:

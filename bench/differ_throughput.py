@@ -115,6 +115,7 @@ from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from bench.differ_memory import event as realistic_event
+from bench.pod_shape import pod_event
 from deltawatch.avro_serde import AvroSerde
 from deltawatch.health import HealthState
 from deltawatch.kafka_clients import (
@@ -188,22 +189,7 @@ def pod(instance: str, name: str, phase: str) -> dict[str, Any]:
 
 def record(event_type: str, instance: str, name: str, phase: str) -> dict[str, Any]:
     body = pod(instance, name, phase)
-    return {
-        "type": event_type,
-        "cluster": "bench",
-        "instance_id": instance,
-        "group": "",
-        "version": "v1",
-        "kind": "Pod",
-        "namespace": "bench",
-        "name": name,
-        "uid": body["metadata"]["uid"],
-        "resource_version": body["metadata"]["resourceVersion"],
-        "observed_at": datetime.now(UTC),
-        "list_id": None,
-        "list_reason": None,
-        "object": json.dumps(body),
-    }
+    return pod_event(event_type, instance, body, json.dumps(body), datetime.now(UTC))
 
 
 def workload(events: int) -> list[dict[str, Any]]:

@@ -538,6 +538,30 @@ def regenerate(path: Path = DATA_FILE) -> Obj:
     return served
 
 
+def pod_event(
+    event_type: str, instance: str, pod: Obj, text: str, observed_at: Any
+) -> dict[str, Any]:
+    """A ``resource-event.avsc`` record of ``pod`` (its JSON ``text``) as the watcher writes
+    it, cluster ``bench``: the one record shape the differ benchmarks feed."""
+    metadata: dict[str, Any] = pod["metadata"]
+    return {
+        "type": event_type,
+        "cluster": "bench",
+        "instance_id": instance,
+        "group": "",
+        "version": "v1",
+        "kind": "Pod",
+        "namespace": metadata["namespace"],
+        "name": metadata["name"],
+        "uid": metadata["uid"],
+        "resource_version": metadata["resourceVersion"],
+        "observed_at": observed_at,
+        "list_id": None,
+        "list_reason": None,
+        "object": text,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--regenerate", action="store_true", help="rebuild data/pod.json")
