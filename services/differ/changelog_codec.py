@@ -65,19 +65,20 @@ def encode_entry(entry: SnapshotEntry, body: bytes) -> bytes:
     return orjson.dumps(header) + b"\n" + body
 
 
-def decode_entry(value: bytes) -> tuple[SnapshotEntry, bytes | None]:
-    """The entry and its object (``None`` for a local copy's record, which has none)."""
-    header_raw, newline, body = value.partition(b"\n")
-    header = orjson.loads(header_raw)
+def decode_entry(value: bytes) -> tuple[SnapshotEntry, int]:
+    """The entry, and where its object starts in ``value`` (0: a local copy's record, which
+    has no object)."""
+    end = value.find(b"\n")
+    header = orjson.loads(value[:end] if end >= 0 else value)
     seen = header.get("list")
     text = header.get("text")
     entry = SnapshotEntry(
-        uid=header["uid"],
-        digest=bytes.fromhex(header["digest"]),
-        text_digest=bytes.fromhex(text) if isinstance(text, str) else b"",
-        seen_list=sys.intern(seen) if isinstance(seen, str) else None,
+        header["uid"],
+        bytes.fromhex(header["digest"]),
+        bytes.fromhex(text) if isinstance(text, str) else b"",
+        sys.intern(seen) if isinstance(seen, str) else None,
     )
-    return entry, (bytes(body) if newline else None)
+    return entry, end + 1
 
 
 def encode_outcome(outcome: BatchOutcome) -> list[ChangelogRecord]:
@@ -158,25 +159,34 @@ class SnapshotBuilder:
             raise ChangelogDecodeError(f"unreadable changelog record {key!r}: {exc}") from exc
 
     def _apply_resource(self, parts: list[str], value: bytes | None) -> None:
+        # The one record kind a restore reads by the million: kept to the bare steps.
         instance_id = parts[1]
-        legacy = len(parts) == 7
-        fields = [self.legacy_cluster, *parts[2:7]] if legacy else parts[2:8]
-        if len(fields) != 6:
+        if len(parts) == 8:
+            resource = ResourceKey.of(parts[2], parts[3], parts[4], parts[5], parts[6], parts[7])
+        elif len(parts) == 7:
+            resource = self._legacy_resource(instance_id, parts, value)
+        else:
             raise ValueError(f"{len(parts)} key parts")
-        resource = ResourceKey.of(*fields)
-        if legacy:
-            # The old record is retired by a tombstone of its key: it no longer needs deleting.
-            legacy_set = self.snapshot.legacy_resources
-            (legacy_set.discard if value is None else legacy_set.add)((instance_id, resource))
+        slot = (instance_id, resource)
         if value is None:
             existing = self.snapshot.instances.get(instance_id)
             if existing is not None and existing.resources.pop(resource, None) is not None:
-                self.snapshot.bodies.delete_body((instance_id, resource))
-        else:
-            entry, body = decode_entry(value)
-            self._instance(instance_id).resources[resource] = entry
-            if body is not None:
-                self.snapshot.bodies.put_body((instance_id, resource), body)
+                self.snapshot.bodies.delete_body(slot)
+            return
+        entry, body_start = decode_entry(value)
+        self._instance(instance_id).resources[resource] = entry
+        if body_start:
+            self.snapshot.bodies.put_record_body(slot, value, body_start)
+
+    def _legacy_resource(
+        self, instance_id: str, parts: list[str], value: bytes | None
+    ) -> ResourceKey:
+        """The key of a record of the release without clusters, noted as still to be retired
+        (unless this record is its tombstone: then it no longer needs deleting)."""
+        resource = ResourceKey.of(self.legacy_cluster, *parts[2:7])
+        legacy_set = self.snapshot.legacy_resources
+        (legacy_set.discard if value is None else legacy_set.add)((instance_id, resource))
+        return resource
 
     def _apply_epoch(self, parts: list[str], value: bytes | None) -> None:
         if len(parts) != 3:

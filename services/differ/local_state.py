@@ -170,6 +170,10 @@ class PartitionState:
         self._batch.put(_slot_key(slot), body)
         self._write_when_full()
 
+    def put_record_body(self, slot: ResourceSlot, value: bytes, start: int) -> None:
+        self._batch.put(_slot_key(slot), value[start:])
+        self._write_when_full()
+
     def delete_body(self, slot: ResourceSlot) -> None:
         self._batch.delete(_slot_key(slot))
         self._write_when_full()

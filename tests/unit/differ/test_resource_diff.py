@@ -274,6 +274,28 @@ def test_deleted_entry_carries_the_servers_last_object() -> None:
     assert json.loads(outcome.deltas[0].deleted[0].status)["status"]["phase"] == "Terminating"
 
 
+def test_a_restored_snapshot_reports_each_objects_last_state_when_it_is_deleted() -> None:
+    live = PartitionSnapshot()
+    run(live, [ev("ADDED", "a", obj("a", phase="Pending")), ev("ADDED", "b")])
+    run(live, [ev("MODIFIED", "a", obj("a", phase="Running"))])
+    builder = SnapshotBuilder("c1")
+    for key, value in encode_outcome(run(live, [ev("ADDED", "c")])):  # a record read twice
+        builder.apply(key, value)
+    for key, value in encode_snapshot(live):
+        builder.apply(key, value)
+    restored = builder.snapshot
+    # Without an object in the event, a deletion reports the object kept by the restore;
+    # one modified after the restore reports its new state.
+    run(restored, [ev("MODIFIED", "b", obj("b", phase="Failed"))])
+    outcome = run(restored, [ev("DELETED", "a"), ev("DELETED", "b"), ev("DELETED", "c")])
+    deleted = {r.key.name: json.loads(r.status) for r in outcome.deltas[0].deleted}
+    assert {name: body["status"]["phase"] for name, body in deleted.items()} == {
+        "a": "Running",
+        "b": "Failed",
+        "c": "Running",
+    }
+
+
 def test_list_end_emits_synced_per_instance_after_deletes() -> None:
     snapshot = PartitionSnapshot()
     run(
