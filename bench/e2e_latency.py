@@ -1,6 +1,7 @@
 """Change → callback latency through the running pipeline, at several offered rates.
 
-Run on demand: ``.venv/bin/python -m bench.e2e_latency [--duration 10] [--rates 100,1000]``.
+Run on demand: ``.venv/bin/python -m bench.e2e_latency [--duration 10] [--rates 100,1000]
+[--pairs]``.
 
 It starts (or reuses) the local broker and API server, the three workers as subprocesses and
 a callback sink, subscribes with interval 0, then patches labelled ConfigMaps at each offered
@@ -48,6 +49,14 @@ the session's start (5e128b7) and its end gave end-to-end p50 / p99 of 21.0 / 40
 20.6 / 47.6 ms (start) and 17.9 / 34.8 and 18.7 / 28.8 ms (end): the 10/s target (p99 ≤ 50 ms)
 is met when the machine is otherwise idle, and missed as soon as it is not (load 3: p99 54-104
 ms). At 100/s, p99 was 117-285 ms in four runs (target 100: not met); its p90 stays at 58-118.
+
+Bursts (``--pairs``, 7 Dec 2026 evening; two changes 25 ms apart every 0.5 s, 240 changes,
+one run each, back to back, load ~2): end to end p50 / p99 / max 41.7 / 88.0 / 168.5 ms
+before (7ca3127), 37.3 / 54.1 / 66.6 after; two 80-change runs gave p99 63-160 before, 60-61
+after. The second change of a pair often reached the notifier while the first one's callback
+was still out; it then waited behind it, and, once that callback had returned, for the next
+record or the notifier's 0.2 s poll to end the wait. The wait now also ends when that report
+is in (checked every 5 ms while a change is held back). The rate steps are unaffected.
 
 (*) the watcher's publisher served delivery reports every 100 ms when idle, so a record
 already on the broker was counted (and its list readiness noticed) late; now every 2 ms
@@ -207,12 +216,39 @@ def drive(
     return total, time.monotonic() - start
 
 
+def drive_pairs(
+    api: ApiClient, configmaps: list[dict[str, object]], step: str, duration_s: float
+) -> tuple[int, float]:
+    """A burst's worth of changes: two ConfigMaps of the subscribed instance changed
+    ``PAIR_SPACING_S`` apart (about a callback's turn and POST, so the second change reaches
+    the notifier while the first one's callback is still out), then ``PAIR_GAP_S`` quiet."""
+    start = time.monotonic()
+    sent = 0
+    for n in itertools.count():
+        if time.monotonic() - start >= duration_s:
+            break
+        for k in (0, 1):
+            target = configmaps[(2 * n + k) % len(configmaps)]
+            ops.patch(api, target, {"data": {"sent": f"{time.time():.6f}", "step": step}})
+            sent += 1
+            time.sleep(PAIR_SPACING_S * (1 - k))
+        time.sleep(max(0.0, start + (n + 1) * PAIR_GAP_S - time.monotonic()))
+    return sent, time.monotonic() - start
+
+
+PAIR_SPACING_S = 0.025
+PAIR_GAP_S = 0.5
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--duration", type=float, default=10.0)
     parser.add_argument("--rates", default="100,1000")
     parser.add_argument("--objects", type=int, default=200)
     parser.add_argument("--threads", type=int, default=16)
+    parser.add_argument(
+        "--pairs", action="store_true", help="add a step of two back-to-back changes every 0.5 s"
+    )
     args = parser.parse_args()
 
     bootstrap = LocalKafkaBroker().start().bootstrap
@@ -281,12 +317,17 @@ def main() -> None:
             },
         )
         assert result["status"] == "accepted", result
-        steps: list[tuple[str, float | None]] = [
-            (f"{r}/s", float(r)) for r in args.rates.split(",") if r
-        ] + [("max", None)]
+        steps: list[tuple[str, float | None]] = (
+            [(f"{r}/s", float(r)) for r in args.rates.split(",") if r]
+            + [("pairs", -1.0)] * args.pairs
+            + [("max", None)]
+        )
         for label, rate in steps:
             before = _scrape(workers)
-            sent, elapsed = drive(api, configmaps, label, rate, args.duration, args.threads)
+            if label == "pairs":
+                sent, elapsed = drive_pairs(api, configmaps, label, args.duration)
+            else:
+                sent, elapsed = drive(api, configmaps, label, rate, args.duration, args.threads)
             deadline = time.monotonic() + 60
             while recorder.count(label) < sent and time.monotonic() < deadline:
                 time.sleep(0.2)

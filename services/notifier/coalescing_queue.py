@@ -55,6 +55,8 @@ class CoalescingQueue:
         self._lanes: dict[str, _Lane] = {}
         self._waiting: set[str] = set()
         """Targets with a pending change and nothing out: candidates for :meth:`take_due`."""
+        self._held: set[str] = set()
+        """Targets with a pending change behind a notification still out."""
 
     def __contains__(self, target: object) -> bool:
         return target in self._lanes
@@ -73,6 +75,7 @@ class CoalescingQueue:
     def remove(self, target: str) -> None:
         self._lanes.pop(target, None)
         self._waiting.discard(target)
+        self._held.discard(target)
 
     def add(
         self,
@@ -86,8 +89,7 @@ class CoalescingQueue:
         merged = lane.pending.add(changes)
         lane.pending_observed_at = _earliest(lane.pending_observed_at, observed_at)
         lane.pending_delta_at = _earliest(lane.pending_delta_at, delta_at)
-        if not lane.busy:
-            self._waiting.add(target)
+        (self._held if lane.busy else self._waiting).add(target)
         return merged
 
     def take_due(self, now: float) -> list[Outgoing]:
@@ -121,6 +123,7 @@ class CoalescingQueue:
         if lane is None:
             return
         lane.busy = False
+        self._held.discard(target)
         if lane.pending:
             self._waiting.add(target)
 
@@ -128,6 +131,10 @@ class CoalescingQueue:
         """When :meth:`take_due` will next have something (``now`` if already)."""
         times = [self._lanes[t].window.opens_at(now) for t in self._waiting]
         return min(times) if times else None
+
+    def holds_back(self) -> bool:
+        """Whether a change waits for a notification still out (to go once it finishes)."""
+        return bool(self._held)
 
     def is_busy(self, target: str) -> bool:
         lane = self._lanes.get(target)
@@ -156,8 +163,9 @@ class CoalescingQueue:
         )
         self._lanes[target] = lane
         self._waiting.discard(target)
-        if lane.pending and not busy:
-            self._waiting.add(target)
+        self._held.discard(target)
+        if lane.pending:
+            (self._held if busy else self._waiting).add(target)
 
 
 def _earliest(held: float | None, new: float | None) -> float | None:

@@ -72,6 +72,9 @@ _CONSUMER_OVERRIDES: dict[str, Any] = {
 }
 MAX_BATCH = 500
 MAX_POLL_S = 0.2
+REPORT_CHECK_S = 0.005
+"""While a change waits behind a notification still out, how often the wait for records
+checks for that notification's report."""
 RESOLVE_TIMEOUT_S = 2.0
 TRANSACTION_TIMEOUT_S = 30.0
 RESTORE_CLIENT_ID = "deltawatch-notifier-restore"
@@ -177,9 +180,7 @@ class NotifierWorker:
             log.info("notifier consuming", group=self.group_id, tx=self.transactional_id)
             while not self._stop():
                 self.health.beat()
-                messages = await asyncio.to_thread(
-                    consume_available, consumer, MAX_BATCH, self._poll_timeout()
-                )
+                messages = await self._next_messages(consumer)
                 records = core.usable(messages, on_end=self._at_end)
                 await self._apply_assignment_events()
                 await self._turn(core, records)
@@ -190,6 +191,24 @@ class NotifierWorker:
             await asyncio.to_thread(self._cps_reader.close)
             identity.release()
             log.info("notifier loop ended")
+
+    async def _next_messages(self, consumer: Consumer) -> list[Message]:
+        """Records, waiting no longer than until the next throttle window opens.
+
+        While a change waits behind a notification still out, the wait also ends once that
+        notification's report is in: the report frees the lane, and the change goes out in
+        the turn that handles it. (A change queued behind a callback then waited for the next
+        record to arrive, or MAX_POLL_S, after the callback had long returned.)
+        """
+        wait_s = self._poll_timeout()
+        deadline = time.monotonic() + wait_s
+        while True:
+            if self.rules.queue.holds_back():
+                wait_s = min(wait_s, REPORT_CHECK_S)
+            messages = await asyncio.to_thread(consume_available, consumer, MAX_BATCH, wait_s)
+            wait_s = deadline - time.monotonic()
+            if messages or not self._reports.empty() or wait_s <= 0 or self._stop():
+                return messages
 
     def _poll_timeout(self) -> float:
         if not self._reports.empty():

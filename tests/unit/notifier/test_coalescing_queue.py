@@ -67,6 +67,26 @@ def test_changes_while_one_is_out_wait_for_it_to_finish() -> None:
     assert next_one.changes == ResourceChanges(created=(pod("b"),))
 
 
+def test_the_queue_says_when_a_change_waits_behind_a_notification_still_out() -> None:
+    queue = CoalescingQueue()
+    queue.configure("s", 0)
+    queue.add("s", ResourceChanges(created=(pod("a"),)), None)
+    assert not queue.holds_back()  # nothing out: it goes at once
+    queue.take_due(1.0)
+    assert not queue.holds_back()  # out, but nothing behind it
+    queue.add("s", ResourceChanges(created=(pod("b"),)), None)
+    assert queue.holds_back()
+    queue.finished("s")
+    assert not queue.holds_back()  # free to go: take_due has it now
+    queue.take_due(2.0)
+    queue.add("s", ResourceChanges(created=(pod("c"),)), None)
+    restored = CoalescingQueue()
+    restored.restore("s", 0, queue.snapshot("s"), busy=True)
+    assert restored.holds_back()
+    restored.remove("s")
+    assert not restored.holds_back()
+
+
 def test_a_net_change_that_cancels_out_is_dropped() -> None:
     queue = CoalescingQueue()
     queue.configure("s", 0)
