@@ -31,6 +31,8 @@ resources and extrapolated linearly, since 1 M would need ~7 GiB):
 resident per resource       7,231 B                     801 B
 1 M Pods resident           ~6.8 GiB (extrapolated)     816 MiB (peak 816 MiB)
 restart with 1 M Pods       changelog read (5.9 GB)     local restore 8.2 s, 707 MiB
+                                                        (4.5-4.7 s, 644 MiB since the
+                                                        collector is paused: see below)
 ==========================  ==========================  ==========================
 
 Building 1 M took 377 s here, most of it this bench making and parsing the Pods. The 801 B are
@@ -38,6 +40,11 @@ Building 1 M took 377 s here, most of it this bench making and parsing the Pods.
 tuple and dict slots) plus what the allocator keeps of the freed batches and RocksDB's
 memtables, table readers and block cache; a local restore, which allocates no batches, ends
 at 609 B per resource.
+
+7 Dec 2026 evening, the same 1 M-Pod state directory restored twice by each side, alternately:
+7.8-8.0 s before, 4.5-4.7 s after the restore began to build the snapshot with the garbage
+collector paused, then frozen (``services.differ.restore.long_lived_state``); resident after
+the restore 644 MiB both. The build now takes 368 s, 745 MiB resident (peak 752).
 """
 
 from __future__ import annotations

@@ -67,32 +67,46 @@ or in local state).
 
 Restore (``--restore-only``; best of 3; the raw read is the same reader and fetch loop
 reading the same partition without decoding; ratio = raw read time / restore time, target
-≥ 0.5). "Before" is the reader with librdkafka's default ``fetch.queue.backoff.ms`` (1000):
-a restore fills the reader's queue faster than it decodes and the fetcher then paused for whole
-seconds; "after", 10 ms (``deltawatch.kafka_clients.READER_QUEUE_BACKOFF_MS``). Load ~1-2:
+≥ 0.5). Columns: librdkafka's default ``fetch.queue.backoff.ms`` (1000: a restore filled the
+reader's queue faster than it decoded and the fetcher then paused for whole seconds); 10 ms
+(``deltawatch.kafka_clients.READER_QUEUE_BACKOFF_MS``); and, 7 Dec 2026 evening, the snapshot
+built with the garbage collector paused and then frozen
+(``services.differ.restore.long_lived_state``), each restored object left inside its record's
+value. The last two columns were measured alternately, two to four times each (the 1.3 KB
+ones once), on the same broker (load ~1-2; the bench now drops the snapshot it seeded the
+changelog with before restoring):
 
-============================================  =====================  =====================
-                                              before                 after
-============================================  =====================  =====================
+====================================  ==================  ==================  ==================
+                                      backoff 1000        backoff 10          GC paused, frozen
+====================================  ==================  ==================  ==================
 55,000 records, realistic 5.9 KB Pods
-  raw read                                    0.17 s                 0.17 s
-  into memory                                 1.74 s (ratio 0.10)    0.85 s (ratio 0.19)
-  into local state                            2.47 s (ratio 0.07)    1.19 s (ratio 0.14)
-  restart, local state current                0.51 s                 0.49 s
+  raw read                            0.17 s              0.17-0.35 s         0.19-0.25 s
+  into memory                         1.74 s (0.10)       0.86-0.96 s (0.19)  0.36-0.46 s (0.53)
+  into local state                    2.47 s (0.07)       1.12-1.49 s (0.15)  1.00-1.30 s (0.18)
+  restart, local state current        0.51 s              0.50-0.63 s         0.23-0.31 s
 66,000 records, 1.3 KB Pods
-  raw read                                    0.17 s                 0.17 s
-  into memory                                 0.91 s (ratio 0.19)    0.78 s (ratio 0.22)
-  into local state                            1.00 s (ratio 0.17)    0.94 s (ratio 0.18)
-============================================  =====================  =====================
+  raw read                            0.17 s              0.14 s              0.10 s
+  into memory                         0.91 s (0.19)       0.74 s (0.19)       0.31 s (0.31)
+  into local state                    1.00 s (0.17)       0.85 s (0.17)       0.56 s (0.17)
+  restart, local state current        —                   0.44 s              0.24 s
+====================================  ==================  ==================  ==================
 
-The target is not met. The raw read anchor used to be ``consume(10000, 0.5)``, which waits out
-its timeout for the last, partial batch: up to 0.5 s more, so the ratios printed before
-(0.5-1.0) flattered the restore; the anchor now fetches as the restore does. What is left is
-Python per record, ~10 µs in ``SnapshotBuilder.apply`` (of which ~2 µs the key JSON and
-``ResourceKey``, ~1 µs the header JSON, and the rest keeping each object: a copy out of the
-record, and the fresh memory that copy is written to) beside ~3 µs per record for librdkafka
-to fetch and hand over a record. A restart whose local state is current reads no changelog:
-0.49 s for these 50,000 Pods, 8.2 s for 1 M (``bench/differ_memory.py``).
+Into memory the target is met for realistic Pods (0.50-0.63 in four runs) and not for small
+ones (0.31: their raw read is faster, the per-record Python the same, ~4.5 µs); into local
+state (the RocksDB writes) it is not met. The collector was most of what was left: a snapshot is
+millions of small acyclic objects, and while it grew the older generations walked them again
+and again. The raw read anchor used to be ``consume(10000, 0.5)``, which waits out its timeout
+for the last, partial batch (up to 0.5 s more, so earlier ratios of 0.5-1.0 flattered the
+restore); it now fetches as the restore does. A restart whose local state is current reads no
+changelog: 0.23-0.31 s for these 50,000 Pods, 4.5-4.7 s for 1 M (``bench/differ_memory.py``).
+
+Throughput, 7 Dec 2026 evening (best of 2, load 4-5, back to back): before and after the
+transactional producers' ``retry.backoff.ms`` of 10 (``bench/transaction_commit.py``), the
+EOS passthrough at 500 went from 49,276 to 97,556 events/s (its transactions run back to back,
+and every other one waited 100 ms for a retry), at 5000 from 159,924 to 179,468; the differ
+stayed at 11,281 → 11,455 (500) and 14,741 → 16,015 (5000): its Python between transactions
+leaves the coordinator time to finish. So differ / EOS passthrough is now 0.12 (500) and 0.09
+(5000): further from the target, because the anchor got faster.
 """
 
 from __future__ import annotations
