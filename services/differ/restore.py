@@ -12,10 +12,8 @@ committed input offset — never a batch whose offsets were not committed. An em
 
 from __future__ import annotations
 
-import gc
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer
@@ -23,6 +21,7 @@ from confluent_kafka import Consumer
 from deltawatch.compacted_table import read_to_end
 from services.differ.changelog_codec import SnapshotBuilder
 from services.differ.local_state import PartitionState
+from services.differ.long_lived_heap import long_lived_state
 from services.differ.object_bodies import MemoryBodies, ObjectBodies
 from services.differ.snapshot import PartitionSnapshot
 
@@ -109,25 +108,3 @@ def restore_from_local(state: PartitionState, partition: int, legacy_cluster: st
         for key, value in state.changelog_records():
             builder.apply(key, value)
     return RestoreResult(partition, builder.snapshot, builder.records, time.monotonic() - started)
-
-
-@contextmanager
-def long_lived_state() -> Iterator[None]:
-    """Build a snapshot with the cyclic garbage collector paused, then freeze what was built.
-
-    A snapshot is a few million small objects that live as long as the partition is owned and
-    never form reference cycles. Built under the collector, each was walked again and again
-    as the older generations grew (a quarter of a 55 k-record restore); frozen
-    (:func:`gc.freeze`), no later full collection walks them either (~70 ms per collection
-    at 55 k resources, ~0.6 s at 1 M). They are still freed by reference counting when their
-    partition is dropped. The collection before it keeps the garbage of the time before the
-    restore out of the frozen set; only cycles made during the restore itself could be
-    frozen with it, and a restore makes none.
-    """
-    gc.collect()
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.freeze()
-        gc.enable()

@@ -41,6 +41,7 @@ from services.differ.dead_letter import dead_letter_record
 from services.differ.delta_events import delta_record, heartbeat_record, synced_record
 from services.differ.leader_fence import BatchFence
 from services.differ.local_state import LocalStateDb, LocalStateError
+from services.differ.long_lived_heap import WriteCountFreeze
 from services.differ.owned_partitions import OwnedPartitions
 from services.differ.resource_diff import BatchOutcome, apply_batch
 from services.differ.resource_event import PoisonRecord, ResourceEvent, parse_resource_event
@@ -145,6 +146,7 @@ class DifferLoop:
             transactions=metrics.TRANSACTIONS,
             transaction_timeout_s=TRANSACTION_TIMEOUT_S,
         )
+        self.heap_freeze = WriteCountFreeze()
         self.reader = make_reader(settings, client_id="deltawatch-differ-restore")
         self.owned = OwnedPartitions(
             topics.resource_events,
@@ -258,6 +260,7 @@ class DifferLoop:
                 self._account(partition, outcome)
                 self._account_fenced(partition, fences[partition])
             metrics.DEAD_LETTERS.inc(len(dead_letters))
+            self.heap_freeze.written(sum(len(o.resource_writes) for o in outcomes.values()))
             self.owned.refresh_gauges()
             _observe_latency(messages, time.time())
 
