@@ -58,9 +58,9 @@ at 100/s) are met by both when the machine is otherwise idle. With one extra bus
 a reliable difference, and not met. Found on the way, both fixed: the broker's G1 collector
 aimed at 200 ms pauses (young pauses of 30-60 ms every few seconds at 100/s, some 110-184;
 now Kafka's own 20 ms goal), and a transaction begun right after a commit waited librdkafka's
-100 ms retry backoff (``bench/transaction_commit.py``; instrumented, the notifier had 27
-commits of 73-125 ms in 30 s at 100/s). Each removes stalls the tail is made of, but the
-remaining tail follows the machine's load.
+100 ms retry backoff (``bench/transaction_commit.py``; instrumented, the notifier had about
+27 commits of 73-125 ms in a run of 30 s at 100/s and the max step). Each removes stalls the
+tail is made of, but the remaining tail follows the machine's load.
 
 Bursts (``--pairs``, 7 Dec 2026 evening; two changes 25 ms apart every 0.5 s, 240 changes,
 one run each, back to back, load ~2): end to end p50 / p99 / max 41.7 / 88.0 / 168.5 ms
