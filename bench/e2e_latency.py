@@ -90,6 +90,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -192,6 +193,11 @@ def _hops(before: dict[str, Buckets], after: dict[str, Buckets]) -> dict[str, li
     return hops
 
 
+def mark_change(api: ApiClient, configmap: dict[str, object], step: str) -> None:
+    """Change ``configmap``, writing the send time and step that the sink reads back."""
+    ops.patch(api, configmap, {"data": {"sent": f"{time.time():.6f}", "step": step}})
+
+
 def drive(
     api: ApiClient,
     configmaps: list[dict[str, object]],
@@ -218,8 +224,7 @@ def drive(
                     time.sleep(delay)
                 if time.monotonic() >= deadline:
                     return sent
-            target = own[n % len(own)]
-            ops.patch(api, target, {"data": {"sent": f"{time.time():.6f}", "step": step}})
+            mark_change(api, own[n % len(own)], step)
             sent += 1
         return sent
 
@@ -240,8 +245,7 @@ def drive_pairs(
         if time.monotonic() - start >= duration_s:
             break
         for k in (0, 1):
-            target = configmaps[(2 * n + k) % len(configmaps)]
-            ops.patch(api, target, {"data": {"sent": f"{time.time():.6f}", "step": step}})
+            mark_change(api, configmaps[(2 * n + k) % len(configmaps)], step)
             sent += 1
             time.sleep(PAIR_SPACING_S * (1 - k))
         time.sleep(max(0.0, start + (n + 1) * PAIR_GAP_S - time.monotonic()))
@@ -329,17 +333,21 @@ def main() -> None:
             },
         )
         assert result["status"] == "accepted", result
-        steps: list[tuple[str, float | None]] = (
-            [(f"{r}/s", float(r)) for r in args.rates.split(",") if r]
-            + [("pairs", -1.0)] * args.pairs
-            + [("max", None)]
+
+        def at_rate(rate: float | None) -> Callable[[str], tuple[int, float]]:
+            return lambda label: drive(api, configmaps, label, rate, args.duration, args.threads)
+
+        def pairs(label: str) -> tuple[int, float]:
+            return drive_pairs(api, configmaps, label, args.duration)
+
+        steps: list[tuple[str, Callable[[str], tuple[int, float]]]] = (
+            [(f"{r}/s", at_rate(float(r))) for r in args.rates.split(",") if r]
+            + [("pairs", pairs)] * args.pairs
+            + [("max", at_rate(None))]
         )
-        for label, rate in steps:
+        for label, drive_step in steps:
             before = _scrape(workers)
-            if label == "pairs":
-                sent, elapsed = drive_pairs(api, configmaps, label, args.duration)
-            else:
-                sent, elapsed = drive(api, configmaps, label, rate, args.duration, args.threads)
+            sent, elapsed = drive_step(label)
             deadline = time.monotonic() + 60
             while recorder.count(label) < sent and time.monotonic() < deadline:
                 time.sleep(0.2)
