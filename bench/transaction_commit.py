@@ -34,14 +34,20 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from confluent_kafka import TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
 
-from deltawatch.kafka_clients import TRANSACTION_RETRY_BACKOFF_MS, make_consumer, make_producer
+from deltawatch.kafka_clients import (
+    TRANSACTION_RETRY_BACKOFF_MS,
+    make_admin,
+    make_consumer,
+    make_producer,
+)
 from deltawatch.settings import CommonSettings
+from deltawatch.topics import TopicSpec, ensure_topics
 from deltawatch_tools.localkafka.broker import LocalKafkaBroker
 
 
@@ -49,9 +55,9 @@ def commit_times(
     settings: CommonSettings, backoff_ms: int, count: int, gap_s: float
 ) -> list[float]:
     topic = f"bench.txn.{uuid.uuid4().hex[:8]}"
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    admin.create_topics([NewTopic(topic, 1, 1)])[topic].result(30)
-    producer = make_producer(settings, transactional_id=topic, **{"retry.backoff.ms": backoff_ms})
+    ensure_topics(make_admin(settings), [TopicSpec(topic, 1)])
+    backoff: dict[str, Any] = {"retry.backoff.ms": backoff_ms}
+    producer = make_producer(settings, transactional_id=topic, **backoff)
     consumer = make_consumer(settings, topic)
     producer.init_transactions(30)
     times: list[float] = []
