@@ -121,8 +121,10 @@ class FullCollections:
     def figures(self) -> dict[str, float]:
         gc.callbacks.remove(self._observe)
         pauses = self.pauses_ms
-        return {"gc_full": len(pauses), "gc_max_ms": max(pauses, default=0.0)} | {
-            "gc_total_ms": sum(pauses)
+        return {
+            "gc_full": len(pauses),
+            "gc_max_ms": max(pauses, default=0.0),
+            "gc_total_ms": sum(pauses),
         }
 
 
