@@ -73,10 +73,10 @@ def decode_entry(value: bytes) -> tuple[SnapshotEntry, int]:
     seen = header.get("list")
     text = header.get("text")
     entry = SnapshotEntry(
-        header["uid"],
-        bytes.fromhex(header["digest"]),
-        bytes.fromhex(text) if isinstance(text, str) else b"",
-        sys.intern(seen) if isinstance(seen, str) else None,
+        uid=header["uid"],
+        digest=bytes.fromhex(header["digest"]),
+        text_digest=bytes.fromhex(text) if isinstance(text, str) else b"",
+        seen_list=sys.intern(seen) if isinstance(seen, str) else None,
     )
     return entry, end + 1
 
