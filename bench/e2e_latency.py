@@ -94,6 +94,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 from kubernetes.client import ApiClient
@@ -288,7 +289,9 @@ def main() -> None:
         "DELTAWATCH_DIFFER_GROUP_ID": f"bench-differ-{run}",
         "DELTAWATCH_NOTIFIER_GROUP_ID": f"bench-notifier-{run}",
     }
-    env = {
+    # Any, not str: CommonSettings(**env) below has keyword parameters of many types, and
+    # pydantic, not mypy, validates these values there.
+    env: dict[str, Any] = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KUBECONFIG": str(kube.kubeconfig),
         "DELTAWATCH_NAMESPACES": namespace,

@@ -31,7 +31,7 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -244,7 +244,10 @@ def main() -> None:
                 ).encode()
             )
             producer.produce(
-                settings.deltas_topic, key=record.key, value=record.value, headers=record.headers
+                settings.deltas_topic,
+                key=record.key,
+                value=record.value,
+                headers=cast(Any, record.headers),  # a list of (str, bytes) is one of its forms
             )
         producer.flush(60)
         wait(lambda: sink_count(sink_port) - baseline_count >= total, 900, "all callbacks")

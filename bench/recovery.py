@@ -140,7 +140,9 @@ def main() -> None:
     run = uuid.uuid4().hex[:6]
     namespace, instance = f"recovery-{run}", f"recovery-{run}"
     ops.create_namespace(api, namespace)
-    env = {
+    # Any, not str: CommonSettings(**env) below has keyword parameters of many types, and
+    # pydantic, not mypy, validates these values there.
+    env: dict[str, Any] = {
         "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
         "KUBECONFIG": str(kube.kubeconfig),
         "DELTAWATCH_NAMESPACES": namespace,

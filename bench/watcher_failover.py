@@ -127,7 +127,10 @@ class Published:
 
 
 def lease_epoch(api: ApiClient, namespace: str) -> int:
-    lease = CoordinationV1Api(api).read_namespaced_lease(f"deltawatch-watcher-{CLUSTER}", namespace)
+    name = f"deltawatch-watcher-{CLUSTER}"
+    lease = CoordinationV1Api(api).read_namespaced_lease(name, namespace)
+    if lease.spec is None:
+        raise RuntimeError(f"lease {namespace}/{name} has no spec: no leader epoch to read")
     return int(lease.spec.lease_transitions or 0)
 
 
