@@ -267,6 +267,11 @@ class DifferSettings(CommonSettings):
     state_dir: Path | None = Field(None, validation_alias=_env("DELTAWATCH_DIFFER_STATE_DIR"))
     """Unset: snapshots entirely in memory. Set: objects and a changelog copy on local disk
     (services.differ.local_state): memory bounded by keys, restarts without a restore."""
+    state_cleanup_delay_s: float = Field(
+        600.0, validation_alias=_env("DELTAWATCH_DIFFER_STATE_CLEANUP_DELAY_S"), ge=0
+    )
+    """How long the local state of a revoked partition is kept for its return
+    (services.differ.unowned_state; Kafka Streams' state.cleanup.delay.ms)."""
 
     @field_validator("differ_dlq_topic", "snapshots_changelog_topic")
     @classmethod

@@ -119,6 +119,22 @@ class LocalStateDb:
             self._db.drop_column_family(name)
         return PartitionState(self, name, self._create(name), bulk=True)
 
+    def stored_partitions(self) -> list[int]:
+        """The partitions that have state here, owned or not, in order."""
+        try:
+            names = Rdict.list_cf(str(self.path), self._options)
+        except Exception as exc:
+            raise LocalStateError(f"cannot list local state at {self.path}: {exc}") from exc
+        return sorted(int(n[1:]) for n in names if n.startswith("p") and n[1:].isdigit())
+
+    def drop_partition(self, partition: int) -> None:
+        """Delete a partition's state (not owned for a while: services.differ.unowned_state)."""
+        try:
+            self._db.drop_column_family(f"p{partition}")
+        except Exception as exc:
+            message = f"cannot drop p{partition} from local state at {self.path}: {exc}"
+            raise LocalStateError(message) from exc
+
     def _create(self, name: str) -> Rdict:
         try:
             return self._db.create_column_family(name, self._options)
@@ -183,7 +199,8 @@ class PartitionState:
             self._batch.delete(_MIRROR + key)
         else:
             if key.startswith(_RESOURCE_RECORD):
-                value = value.partition(b"\n")[0]
+                end = value.find(b"\n")  # not partition(): that copies the object too
+                value = value[:end] if end >= 0 else value
             self._batch.put(_MIRROR + key, value)
         self._write_when_full()
 

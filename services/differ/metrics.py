@@ -16,6 +16,11 @@ TRACKED_INSTANCES = Gauge(
 ASSIGNED_PARTITIONS = Gauge(
     "deltawatch_differ_assigned_partitions", "Input partitions this process owns (restored)"
 )
+LOCAL_STATE_PARTITIONS = Gauge(
+    "deltawatch_differ_local_state_partitions",
+    "Input partitions with state in DELTAWATCH_DIFFER_STATE_DIR: the owned ones and those kept "
+    "for DELTAWATCH_DIFFER_STATE_CLEANUP_DELAY_S after they were revoked",
+)
 INPUT_EVENTS = Counter(
     "deltawatch_differ_input_events_total", "Resource events consumed, by type", ["type"]
 )

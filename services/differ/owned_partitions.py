@@ -26,6 +26,7 @@ from services.differ.local_state import LocalStateDb
 from services.differ.object_bodies import MemoryBodies, ObjectBodies
 from services.differ.restore import RestoreResult, restore_from_local, restore_partitions
 from services.differ.snapshot import SnapshotStore
+from services.differ.unowned_state import UnownedState
 
 LAG_EVERY_S = 5.0
 
@@ -42,6 +43,8 @@ class OwnedPartitions:
     """Whose resources the changelog records of the release without clusters hold (§10)."""
     local: LocalStateDb | None = None
     """Where objects and a copy of the changelog are kept (``DELTAWATCH_DIFFER_STATE_DIR``)."""
+    state_cleanup_delay_s: float = field(kw_only=True)
+    """How long local state of a partition no longer owned is kept for its return."""
     store: SnapshotStore = field(default_factory=SnapshotStore, init=False)
     assigned: set[int] = field(default_factory=set, init=False)
     catch_up: dict[int, int] | None = field(default=None, init=False)
@@ -49,6 +52,12 @@ class OwnedPartitions:
     last_output: dict[int, float] = field(default_factory=dict, init=False)
     resource_counts: dict[int, int] = field(default_factory=dict, init=False)
     _next_lag: float = field(default=0.0, init=False)
+    unowned: UnownedState = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.unowned = UnownedState(self.state_cleanup_delay_s)
+        if self.local is not None:
+            self.unowned.unowned(self.local.stored_partitions(), time.monotonic())
 
     # -- rebalance callbacks -----------------------------------------------------------------
 
@@ -56,6 +65,7 @@ class OwnedPartitions:
         assigned = (tp.topic for tp in partitions)
         refuse_foreign_assignment(assigned, [self.topic], "DELTAWATCH_DIFFER_GROUP_ID")
         self.health.unmet("restored")
+        self.unowned.owned(tp.partition for tp in partitions)
         committed = self._committed(consumer, partitions)
         self._restore([tp.partition for tp in partitions], committed)
         if self.catch_up is None:
@@ -163,6 +173,8 @@ class OwnedPartitions:
             self.resource_counts.pop(tp.partition, None)
             with contextlib.suppress(KeyError):
                 metrics.CONSUMER_LAG.remove(str(tp.partition))
+        if self.local is not None:
+            self.unowned.unowned((tp.partition for tp in partitions), time.monotonic())
         self.refresh_gauges()
         self.log.info(why, partitions=[tp.partition for tp in partitions])
 
@@ -197,7 +209,24 @@ class OwnedPartitions:
             if high >= 0 and tp.offset >= 0:
                 metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(0, high - tp.offset))
 
+    def drop_unowned_state(self) -> None:
+        """Delete the local state of partitions not owned for ``state_cleanup_delay_s``."""
+        if self.local is None:
+            return
+        due = self.unowned.due(time.monotonic())
+        for partition in due:
+            self.local.drop_partition(partition)
+        if due:
+            self.log.info(
+                "local state of unowned partitions dropped",
+                partitions=due,
+                unowned_for_s=self.state_cleanup_delay_s,
+            )
+            self.refresh_gauges()
+
     def refresh_gauges(self) -> None:
+        if self.local is not None:
+            metrics.LOCAL_STATE_PARTITIONS.set(len(self.assigned | self.unowned.partitions()))
         metrics.TRACKED_RESOURCES.set(sum(self.resource_counts.values()))
         metrics.TRACKED_INSTANCES.set(self.store.instance_count())
         metrics.ASSIGNED_PARTITIONS.set(len(self.assigned))

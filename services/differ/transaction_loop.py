@@ -115,12 +115,7 @@ class DifferLoop:
         # its partitions back as the same static member, with no rebalance to wait for.
         member_id = member_id or settings.transactional_id or member_id_base(settings)
         self.transactional_id = member_id
-        # Per member id: the flock-claimed id keeps two processes out of one database.
-        self.local = (
-            LocalStateDb(settings.state_dir / member_id, state_identity(settings, topics))
-            if settings.state_dir is not None
-            else None
-        )
+        self.local = _local_state(settings, topics, member_id)
         self.serde = AvroSerde.from_file(
             "resource-event.avsc", topics.resource_events, settings.schema_registry_url
         )
@@ -157,6 +152,7 @@ class DifferLoop:
             self.log,
             legacy_cluster=settings.cluster,
             local=self.local,
+            state_cleanup_delay_s=settings.state_cleanup_delay_s,
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -188,6 +184,7 @@ class DifferLoop:
                 self._heartbeats()
                 self.owned.check_caught_up(self.consumer)
                 self.owned.observe_lag(self.consumer)
+                self.owned.drop_unowned_state()
         except TableReadInterrupted:
             self.log.info("restore interrupted by shutdown")
         except FatalKafkaError as exc:
@@ -394,6 +391,16 @@ def _observe_latency(messages: list[Message], now: float) -> None:
 
 def _output(topic: str, partition: int | None, record: KafkaRecord) -> OutputRecord:
     return OutputRecord(topic, partition, record.key, record.value, record.headers)
+
+
+def _local_state(
+    settings: DifferSettings, topics: DifferTopics, member_id: str
+) -> LocalStateDb | None:
+    """``DELTAWATCH_DIFFER_STATE_DIR``'s database, one per member id: the flock-claimed id
+    keeps two processes out of one database."""
+    if settings.state_dir is None:
+        return None
+    return LocalStateDb(settings.state_dir / member_id, state_identity(settings, topics))
 
 
 def _partition(message: Message) -> int:

@@ -180,6 +180,7 @@ def test_the_differ_state_on_a_volume_claim_per_replica(helm: Helm) -> None:
         "dw-deltawatch-differ",
     )
     assert env_of(differ)["DELTAWATCH_DIFFER_STATE_DIR"]["value"] == "/var/lib/deltawatch"
+    assert env_of(differ)["DELTAWATCH_DIFFER_STATE_CLEANUP_DELAY_S"]["value"] == "600"
     [claim] = differ["spec"]["volumeClaimTemplates"]
     assert claim["metadata"]["name"] == "state"
     assert claim["spec"]["resources"]["requests"]["storage"] == "5Gi"

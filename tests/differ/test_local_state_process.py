@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from services.differ.local_state import LocalStateDb
 from tests.differ.harness import (
     DifferProcess,
     EventFeed,
@@ -149,6 +150,36 @@ def test_a_differ_whose_local_state_is_stale_restores_from_the_changelog(
         "deleted": [],
         "modified": ["b"],
     }
+
+
+def test_state_of_partitions_another_member_took_is_dropped_after_the_delay(
+    env: dict[str, str], feed: EventFeed, tmp_path: Path, processes: list[DifferProcess]
+) -> None:
+    feed.marker("LIST_BEGIN", "list-0")
+    for i in range(6):
+        feed.watch("LISTED", pod(f"p{i}", f"inst-{i}"), list_id="list-0")
+    feed.marker("LIST_END", "list-0")
+    feed.flush()
+    first = start(processes, env, tmp_path / "1.log", DELTAWATCH_DIFFER_STATE_CLEANUP_DELAY_S="2")
+    assert first.gauge("deltawatch_differ_local_state_partitions") == 3.0
+
+    # A second member joins the group: the first gives up some partitions, their state stays
+    # for the delay (they may come back), then it is deleted.
+    launch(processes, {**env, "DELTAWATCH_DIFFER_STATE_DIR": ""}, "tx-other", tmp_path / "2.log")
+    wait_until(lambda: first.gauge("deltawatch_differ_assigned_partitions") < 3, 60, "a rebalance")
+    kept = first.gauge("deltawatch_differ_assigned_partitions")
+    wait_until(
+        lambda: first.gauge("deltawatch_differ_local_state_partitions") == kept,
+        30,
+        "the revoked partitions' state dropped",
+    )
+    assert "local state of unowned partitions dropped" in (tmp_path / "1.log").read_text()
+    assert first.terminate()[0] == 0
+
+    # What is left on disk is exactly the partitions it still owned.
+    database = LocalStateDb(Path(env["DELTAWATCH_DIFFER_STATE_DIR"]) / "tx-local")
+    assert len(database.stored_partitions()) == kept
+    database.close()
 
 
 def test_an_unusable_state_directory_stops_the_differ_with_one_line(

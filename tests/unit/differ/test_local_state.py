@@ -129,3 +129,21 @@ def test_state_kept_for_another_group_or_topic_is_forgotten_at_open(tmp_path: Pa
     assert recreated.partition(0).input_offset() is None
     assert list(recreated.partition(0).changelog_records()) == []
     recreated.close()
+
+
+def test_a_dropped_partition_is_gone_and_the_others_stay(tmp_path: Path) -> None:
+    database = LocalStateDb(tmp_path)
+    commit(PartitionSnapshot(bodies=database.partition(0)), [event("ADDED", "a")], 1)
+    commit(PartitionSnapshot(bodies=database.partition(2)), [event("ADDED", "b")], 4)
+    assert database.stored_partitions() == [0, 2]
+    database.drop_partition(2)
+    assert database.stored_partitions() == [0]
+    database.close()
+    del database
+
+    reopened = LocalStateDb(tmp_path)
+    assert reopened.stored_partitions() == [0]
+    assert reopened.partition(0).input_offset() == 1
+    assert reopened.partition(2).input_offset() is None  # back as a new, empty partition
+    assert list(reopened.partition(2).changelog_records()) == []
+    reopened.close()
