@@ -11,28 +11,20 @@ PATH is used as it is, whatever its version (``DELTAWATCH_HELM`` names another o
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import sys
 from pathlib import Path
 from typing import TextIO
 
+from deltawatch_tools.go_build import GoBinary
 from deltawatch_tools.local_state import cache_dir, file_lock
-from deltawatch_tools.setup_step import Counter, SetupStepError, run_step
+from deltawatch_tools.setup_step import SetupStepError
 
 HELM_VERSION = "v4.3.2"
 HELM_PACKAGE = "helm.sh/helm/v4/cmd/helm"
 GOSRC_DIR = Path(__file__).resolve().parent / "gosrc" / "helm"
 _LDFLAGS = (f"-X helm.sh/helm/v4/internal/version.version={HELM_VERSION}", "-s", "-w")
-
-_GO_COUNTERS = (
-    Counter("modules downloaded", lambda line: line.startswith("go: downloading ")),
-    Counter(
-        "packages compiled",
-        lambda line: bool(line.strip()) and not line.startswith(("#", " ", "\t", "go: ", "./")),
-    ),
-)
 
 
 class HelmBuildError(RuntimeError):
@@ -43,30 +35,17 @@ def helm_cache_dir() -> Path:
     return cache_dir() / "helm"
 
 
-def helm_binary() -> Path:
-    return helm_cache_dir() / "bin" / "helm"
-
-
-def build_log() -> Path:
-    return helm_cache_dir() / "build.log"
-
-
-def source_digest() -> str:
-    """SHA-256 over the wrapper module's files and the link flags."""
-    digest = hashlib.sha256("\0".join(_LDFLAGS).encode())
-    for path in sorted(p for p in GOSRC_DIR.iterdir() if p.is_file()):
-        digest.update(b"\0" + path.name.encode() + b"\0" + path.read_bytes())
-    return digest.hexdigest()
-
-
-def _stamp() -> Path:
-    return helm_binary().with_name("helm.source-sha256")
-
-
-def is_current() -> bool:
-    stamp = _stamp()
-    return (
-        helm_binary().is_file() and stamp.is_file() and stamp.read_text().strip() == source_digest()
+def helm_build() -> GoBinary:
+    root = helm_cache_dir()
+    return GoBinary(
+        name="helm",
+        source=GOSRC_DIR,
+        target=root / "bin" / "helm",
+        build_dir=root / "build",
+        log=root / "build.log",
+        ldflags=_LDFLAGS,
+        package=HELM_PACKAGE,
+        flags=("-trimpath",),
     )
 
 
@@ -75,30 +54,11 @@ def build_helm(progress: TextIO | None = sys.stderr) -> Path:
     go = shutil.which("go")
     if go is None:
         raise HelmBuildError("helm is not on PATH, and building it needs Go on PATH")
-    build_dir = helm_cache_dir() / "build"
-    if build_dir.exists():
-        shutil.rmtree(build_dir)
-    shutil.copytree(GOSRC_DIR, build_dir)
-    target = helm_binary()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(".helm.partial")
-    command = [go, "build", "-v", "-trimpath", "-ldflags", " ".join(_LDFLAGS)]
-    command += ["-o", str(partial), HELM_PACKAGE]
+    title = f"[deltawatch helm] building helm {HELM_VERSION} from Go modules (first run only)"
     try:
-        run_step(
-            f"[deltawatch helm] building helm {HELM_VERSION} from Go modules (first run only)",
-            command,
-            build_log(),
-            cwd=build_dir,
-            stream=progress,
-            counters=_GO_COUNTERS,
-        )
+        return helm_build().build(go, title, progress)
     except SetupStepError as exc:
-        partial.unlink(missing_ok=True)
         raise HelmBuildError(f"go build of helm failed: {exc}") from None
-    os.replace(partial, target)
-    _stamp().write_text(source_digest() + "\n")
-    return target
 
 
 def ensure_helm(progress: TextIO | None = sys.stderr) -> Path:
@@ -109,8 +69,9 @@ def ensure_helm(progress: TextIO | None = sys.stderr) -> Path:
     found = shutil.which("helm")
     if found is not None:
         return Path(found)
-    if not is_current():
+    binary = helm_build()
+    if not binary.is_current():
         with file_lock(helm_cache_dir() / "build.lock"):
-            if not is_current():  # checked again: another process may have just built it
+            if not binary.is_current():  # checked again: another process may have just built it
                 build_helm(progress)
-    return helm_binary()
+    return binary.target

@@ -13,28 +13,27 @@ from building at the same time.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from deltawatch_tools.go_build import GoBinary
 from deltawatch_tools.local_state import cache_dir, file_lock
-from deltawatch_tools.setup_step import Counter, SetupStepError, run_step
+from deltawatch_tools.setup_step import SetupStepError
 
 KUBERNETES_VERSION = "v1.32.13"
 
 GOSRC_DIR = Path(__file__).resolve().parent / "gosrc"
 
-_LDFLAGS: dict[str, list[str]] = {
-    "etcd": [],
-    "kube-apiserver": [
+_LDFLAGS: dict[str, tuple[str, ...]] = {
+    "etcd": (),
+    "kube-apiserver": (
         f"-X k8s.io/component-base/version.gitVersion={KUBERNETES_VERSION}",
         "-X k8s.io/component-base/version.gitMajor=1",
         "-X k8s.io/component-base/version.gitMinor=32",
-    ],
+    ),
 }
 COMPONENTS = tuple(_LDFLAGS)
 
@@ -57,96 +56,38 @@ def bin_dir() -> Path:
     return kube_cache_dir() / "bin"
 
 
-def source_digest(component: str) -> str:
-    """SHA-256 over the wrapper module's files (names and bytes) and its link flags."""
-    digest = hashlib.sha256()
-    digest.update("\0".join(_LDFLAGS[component]).encode())
-    root = GOSRC_DIR / component
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        if "__pycache__" in path.parts:
-            continue
-        digest.update(b"\0" + path.relative_to(root).as_posix().encode() + b"\0")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
-def _stamp_path(component: str) -> Path:
-    return bin_dir() / f"{component}.source-sha256"
-
-
-def is_current(component: str) -> bool:
-    binary = bin_dir() / component
-    stamp = _stamp_path(component)
-    return (
-        binary.is_file()
-        and stamp.is_file()
-        and stamp.read_text().strip() == source_digest(component)
+def component_build(component: str) -> GoBinary:
+    build_root = kube_cache_dir() / "build"
+    return GoBinary(
+        name=component,
+        source=GOSRC_DIR / component,
+        target=bin_dir() / component,
+        build_dir=build_root / component,
+        log=build_root / f"{component}.log",
+        ldflags=_LDFLAGS[component],
     )
 
 
-def _go_executable() -> str:
+def build_component(component: str, progress: TextIO | None = sys.stderr) -> Path:
+    """Build one binary unconditionally; return its path. Caller holds the build lock."""
     go = shutil.which("go")
     if go is None:
         raise KubeBuildError(
             "the local Kubernetes API server is built from source and needs Go >= 1.23 on PATH"
         )
-    return go
-
-
-# What `go build -v` prints: "go: downloading <module> <version>" per module fetched, then one
-# import path per package compiled (compiler errors come under "# <package>" headers).
-_GO_COUNTERS = (
-    Counter("modules downloaded", lambda line: line.startswith("go: downloading ")),
-    Counter(
-        "packages compiled",
-        lambda line: bool(line.strip()) and not line.startswith(("#", " ", "\t", "go: ", "./")),
-    ),
-)
-
-
-def build_log(component: str) -> Path:
-    return kube_cache_dir() / "build" / f"{component}.log"
-
-
-def build_component(component: str, progress: TextIO | None = sys.stderr) -> Path:
-    """Build one binary unconditionally; return its path. Caller holds the build lock."""
-    go = _go_executable()
-    build_dir = kube_cache_dir() / "build" / component
-    if build_dir.exists():
-        shutil.rmtree(build_dir)
-    shutil.copytree(GOSRC_DIR / component, build_dir, ignore=shutil.ignore_patterns("__pycache__"))
-    bin_dir().mkdir(parents=True, exist_ok=True)
-    target = bin_dir() / component
-    partial = bin_dir() / f".{component}.partial"
-    command = [go, "build", "-v", "-o", str(partial)]
-    if _LDFLAGS[component]:
-        command += ["-ldflags", " ".join(_LDFLAGS[component])]
-    command.append(".")
-    digest = source_digest(component)
     title = f"[deltawatch kube] building {component} from Go modules (first run only)"
     try:
-        run_step(
-            title,
-            command,
-            build_log(component),
-            cwd=build_dir,
-            stream=progress,
-            counters=_GO_COUNTERS,
-        )
+        return component_build(component).build(go, title, progress)
     except SetupStepError as exc:
-        partial.unlink(missing_ok=True)
         raise KubeBuildError(f"go build of {component} failed: {exc}") from None
-    os.replace(partial, target)
-    _stamp_path(component).write_text(digest + "\n")
-    return target
 
 
 def ensure_binaries(progress: TextIO | None = sys.stderr) -> KubeBinaries:
     """Return the two binaries, building whichever is missing or out of date."""
-    if not all(is_current(c) for c in COMPONENTS):
+    if not all(component_build(c).is_current() for c in COMPONENTS):
         with file_lock(kube_cache_dir() / "build.lock"):
             for component in COMPONENTS:
                 # Checked again under the lock: another process may have just built it.
-                if not is_current(component):
+                if not component_build(component).is_current():
                     build_component(component, progress)
     return KubeBinaries(etcd=bin_dir() / "etcd", kube_apiserver=bin_dir() / "kube-apiserver")

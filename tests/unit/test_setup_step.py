@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import io
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
 
-from deltawatch_tools.localkube.build import _GO_COUNTERS
+from deltawatch_tools.go_build import GO_COUNTERS
 from deltawatch_tools.setup_step import Counter, SetupStepError, run_step
 
 CHATTY = [
@@ -78,16 +79,18 @@ def test_a_command_that_cannot_start_still_finishes_its_line(tmp_path: Path) -> 
 def test_go_build_output_is_counted_as_packages(tmp_path: Path) -> None:
     module = tmp_path / "mod"
     (module / "inner").mkdir(parents=True)
-    (module / "go.mod").write_text("module example.com/deltawatchstep\n\ngo 1.21\n")
+    # A module path of its own per run: Go's build cache would otherwise find the packages
+    # already compiled (same path, same sources) and `go build -v` would list none of them.
+    path = f"example.com/deltawatchstep{uuid.uuid4().hex}"
+    (module / "go.mod").write_text(f"module {path}\n\ngo 1.21\n")
     (module / "inner" / "inner.go").write_text("package inner\n\nfunc Two() int { return 2 }\n")
     (module / "main.go").write_text(
-        'package main\n\nimport "example.com/deltawatchstep/inner"\n\n'
-        "func main() { println(inner.Two()) }\n"
+        f'package main\n\nimport "{path}/inner"\n\nfunc main() {{ println(inner.Two()) }}\n'
     )
     stream = io.StringIO()
     command = ["go", "build", "-v", "-o", str(tmp_path / "out"), "."]
     run_step("[x] building", command, tmp_path / "go.log", cwd=module, stream=stream,
-             counters=_GO_COUNTERS)  # fmt: skip
+             counters=GO_COUNTERS)  # fmt: skip
     # The two packages of the module are compiled every time (a fresh module path); the
     # standard library may or may not be in Go's build cache, so at least two.
     assert "packages compiled" in stream.getvalue()
