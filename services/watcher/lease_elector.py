@@ -16,13 +16,32 @@ write and whether this process leads, from what was read and the local monotonic
 * **Epochs.** Every new term writes ``leaseTransitions + 1`` and the term's records carry that
   number (the leader epoch), so a reader can drop what an older term still sends. Unlike
   client-go, a process that re-acquires after losing its own term counts a new transition too:
-  records of its previous term may still be in flight.
+  records of its previous term may still be in flight. A Lease this elector creates starts at
+  :func:`first_epoch`, not 0, so that a Lease deleted and created again does not go back to
+  epochs the readers already saw.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
+
+EPOCH_ORIGIN = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def first_epoch(wall: datetime) -> int:
+    """The ``leaseTransitions`` of a Lease created now: whole seconds since 2025-01-01 UTC.
+
+    Readers fence by epoch: the differ drops a record whose epoch is below the highest it saw
+    for the Lease. A Lease deleted and re-created (by hand, with its namespace) that restarted
+    at 0 would have every record of its terms dropped as a deposed leader's until the count
+    passed the old one. Starting from the clock instead, the new Lease's epochs are above the
+    old one's as long as that Lease saw fewer transitions than seconds passed since it was
+    created (a term lasts at least a retry period) and the creating clocks agree to within the
+    time between deletion and re-creation. ``leaseTransitions`` is an int32: this lasts
+    until 2093.
+    """
+    return max(0, int((wall - EPOCH_ORIGIN).total_seconds()))
 
 
 @dataclass(frozen=True)
@@ -85,7 +104,7 @@ class LeaseElector:
         duration = self.timing.lease_duration_s
         record = self._observed
         if record is None:
-            return LeaseRecord(self.identity, duration, wall, wall, 0)
+            return LeaseRecord(self.identity, duration, wall, wall, first_epoch(wall))
         if self.epoch is not None and record.holder == self.identity:
             return replace(record, lease_duration_s=duration, renew_time=wall)
         return LeaseRecord(self.identity, duration, wall, wall, record.transitions + 1)

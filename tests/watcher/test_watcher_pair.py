@@ -260,6 +260,51 @@ def test_sigterm_releases_the_lease_and_the_standby_takes_over_at_once(
     pair.assert_exactly_once()
 
 
+def test_a_lease_deleted_while_the_pair_runs_loses_no_change(
+    make_pair: Callable[..., Pair], kube_api: ApiClient, kube_namespace: str
+) -> None:
+    """Deleted by hand (or with its namespace): whichever watcher writes it next creates it
+    again, with an epoch above the old Lease's, so the differ's fence does not drop the next
+    terms' records as a deposed leader's."""
+    leases = CoordinationV1Api(kube_api)
+    lease_name = f"deltawatch-watcher-{CLUSTER}"
+    # A Lease that has seen a few terms already: the differ learns an epoch above 5.
+    body: Any = {
+        "metadata": {"name": lease_name, "namespace": kube_namespace},
+        "spec": {"leaseDurationSeconds": 3, "leaseTransitions": 5},
+    }
+    leases.create_namespaced_lease(kube_namespace, body)
+    pair = make_pair()
+    pair.roles()
+    pair.cm("a", "0")
+    pair.wait_deltas_match_truth()
+
+    before = leases.read_namespaced_lease(lease_name, pair.namespace)
+    leases.delete_namespaced_lease(lease_name, pair.namespace)
+
+    def recreated() -> bool:
+        try:
+            lease = leases.read_namespaced_lease(lease_name, pair.namespace)
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return bool(lease.metadata.uid != before.metadata.uid)
+
+    wait_until(recreated, 30, "the Lease created again")
+    # A term of the new Lease: its records must be admitted.
+    leader, standby = pair.roles()
+    assert leader.process is not None
+    leader.process.send_signal(signal.SIGTERM)
+    wait_role(standby, "leader", 10)
+    pair.cm("a", "1")
+    pair.cm("b", "0")
+    pair.assert_exactly_once()
+    assert pair.reported() == {"a": "1", "b": "0"}
+    after = leases.read_namespaced_lease(lease_name, pair.namespace)
+    assert after.spec.lease_transitions > before.spec.lease_transitions
+
+
 def test_a_paused_leader_resumed_after_losing_the_lease_publishes_nothing(
     make_pair: Callable[..., Pair],
 ) -> None:

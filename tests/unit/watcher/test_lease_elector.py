@@ -9,7 +9,12 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from services.watcher.lease_elector import ElectionTiming, LeaseElector, LeaseRecord
+from services.watcher.lease_elector import (
+    ElectionTiming,
+    LeaseElector,
+    LeaseRecord,
+    first_epoch,
+)
 
 TIMING = ElectionTiming(lease_duration_s=15, renew_deadline_s=10.0, retry_period_s=2.0)
 WALL = datetime(2026, 12, 7, 5, 0, tzinfo=UTC)
@@ -32,14 +37,33 @@ def acquire(e: LeaseElector, record: LeaseRecord | None, now: float) -> LeaseRec
     return planned
 
 
-def test_no_lease_is_created_with_epoch_zero() -> None:
+def test_no_lease_is_created_with_the_seconds_since_2025_as_its_epoch() -> None:
     e = elector()
     e.observe(None, 100.0)
     planned = e.plan(100.0, WALL)
-    assert planned == LeaseRecord("me", 15, WALL, WALL, 0)
+    seconds = int((WALL - datetime(2025, 1, 1, tzinfo=UTC)).total_seconds())
+    assert planned == LeaseRecord("me", 15, WALL, WALL, seconds)
     assert e.written(planned, 100.0, 100.1) is True
-    assert e.epoch == 0
+    assert e.epoch == seconds
     assert e.leads_at(100.1)
+
+
+def test_a_lease_deleted_under_its_leader_comes_back_with_a_higher_epoch() -> None:
+    """Deleted and created again a minute later, after ten terms: every epoch of the new Lease
+    is above every epoch of the old, so the differ's fence keeps admitting the leader."""
+    e = elector()
+    e.observe(None, 100.0)
+    created = e.plan(100.0, WALL)
+    assert created is not None
+    e.written(created, 100.0, 100.1)
+    old_epoch = created.transitions + 10
+    e.observe(None, 160.0)  # the leader's next read: 404
+    again = e.plan(160.0, WALL + timedelta(seconds=60))
+    assert again is not None
+    assert again.transitions > old_epoch
+    e.written(again, 160.0, 160.1)
+    assert e.epoch == again.transitions
+    assert first_epoch(datetime(2093, 1, 1, tzinfo=UTC)) < 2**31  # leaseTransitions: int32
 
 
 def test_a_free_lease_is_taken_at_once_and_counts_a_transition() -> None:
