@@ -8,6 +8,7 @@ another process meanwhile) that notices and restores from the changelog instead.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -177,6 +178,39 @@ def test_state_of_partitions_another_member_took_is_dropped_after_the_delay(
     assert first.terminate()[0] == 0
 
     # What is left on disk is exactly the partitions it still owned.
+    database = LocalStateDb(Path(env["DELTAWATCH_DIFFER_STATE_DIR"]) / "tx-local")
+    assert len(database.stored_partitions()) == kept
+    database.close()
+
+
+def test_state_found_on_disk_for_partitions_not_assigned_again_is_dropped_after_the_delay(
+    env: dict[str, str], feed: EventFeed, tmp_path: Path, processes: list[DifferProcess]
+) -> None:
+    # Short sessions: the group gives up on the stopped static member within seconds.
+    env = {**env, "DELTAWATCH_KAFKA_CONFIG": json.dumps({"session.timeout.ms": 6000})}
+    feed.marker("LIST_BEGIN", "list-0")
+    for i in range(6):
+        feed.watch("LISTED", pod(f"p{i}", f"inst-{i}"), list_id="list-0")
+    feed.marker("LIST_END", "list-0")
+    feed.flush()
+    first = start(processes, env, tmp_path / "1.log")
+    assert first.gauge("deltawatch_differ_local_state_partitions") == 3.0
+    assert first.terminate()[0] == 0
+    # Another member takes over while it is away; then it comes back beside it, with state on
+    # disk for partitions it will not get back: dropped after the delay from its start, with
+    # no revocation to start the clock.
+    other = {**env, "DELTAWATCH_DIFFER_STATE_DIR": ""}
+    launch(processes, other, "tx-other", tmp_path / "2.log").wait_ready()
+    back = start(processes, env, tmp_path / "3.log", DELTAWATCH_DIFFER_STATE_CLEANUP_DELAY_S="2")
+    wait_until(lambda: 0 < back.gauge("deltawatch_differ_assigned_partitions") < 3, 60, "a share")
+    kept = back.gauge("deltawatch_differ_assigned_partitions")
+    wait_until(
+        lambda: back.gauge("deltawatch_differ_local_state_partitions") == kept,
+        30,
+        "the state of the partitions it did not get back dropped",
+    )
+    assert '"revoked"' not in (tmp_path / "3.log").read_text()
+    assert back.terminate()[0] == 0
     database = LocalStateDb(Path(env["DELTAWATCH_DIFFER_STATE_DIR"]) / "tx-local")
     assert len(database.stored_partitions()) == kept
     database.close()
