@@ -126,9 +126,12 @@ differ's Python without Kafka (µs/event)   54.0 / 62.9           59.2 / 57.8
 
 So at 5000 the target leaves 16-18 µs per event and the Python alone takes 58-59 (decoding a
 record with fastavro, the fastest Avro reader for Python, is 11-12 of them): no Kafka tuning
-can close that. At 500 it depends on the anchor, which swings 2-4x between runs (26.7 k to 98 k
-in this session and the last); in the slower run the target (13.4 k) lies inside the ceiling
-(18.5 k) and the differ reaches 0.38 of the anchor. The difference between the differ and its
+can close that. At 500 it depends on the anchor, which is bound by commit round trips and so
+by whatever else runs: the 26.7 k run had another engineer's ``mypy`` beside it, and there the
+target (13.4 k) lay inside the ceiling (18.5 k) and the differ reached 0.38 of the anchor. On
+the quiet machine afterwards the EOS passthrough alone did 67-85 k in four runs (with 1-8
+``CONCURRENT_TRANSACTIONS`` retries per 120 transactions, ``debug=eos``): a target of 34-43 k,
+twice the ceiling. The difference between the differ and its
 ceiling at 500 is mostly its ~12 ms commit per batch, which the processing core deliberately
 does not overlap with the next batch (no transaction is ever open across a ``consume()``:
 that is what makes rebalances safe). Compiling the pure modules with mypyc (tried in a
