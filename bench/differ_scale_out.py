@@ -27,8 +27,9 @@ replicas      DELTAWATCH_BATCH_MAX    DELTAWATCH_BATCH_MAX
 ============  ======================  ======================
 
 Two replicas use both CPUs (the broker takes the rest); a third only adds a process to share
-them. The EOS passthrough anchor of ``differ_throughput`` did 26.7-47 k events/s at 500 on
-the same machine that day, so two replicas reach 0.37-0.65 of it.
+them. The EOS passthrough anchor of ``differ_throughput`` at 500 did 67-85 k events/s on the
+quiet machine that day (26.7-47 k with other work beside it), so two replicas reach 0.20-0.26
+of it (0.37-0.65 of the loaded runs').
 """
 
 from __future__ import annotations
