@@ -65,6 +65,19 @@ def encode_entry(entry: SnapshotEntry, body: bytes) -> bytes:
     return orjson.dumps(header) + b"\n" + body
 
 
+_RESOURCE_KEY = b'["r"'
+"""How every resource record's key begins (:func:`_key` writes no spaces)."""
+
+
+def without_object(key: bytes, value: bytes) -> bytes:
+    """A record as the local copy of the changelog keeps it: a resource record's header line
+    only (its object is stored apart), any other record whole."""
+    if not key.startswith(_RESOURCE_KEY):
+        return value
+    end = value.find(b"\n")
+    return value[:end] if end >= 0 else value
+
+
 def decode_entry(value: bytes) -> tuple[SnapshotEntry, int]:
     """The entry, and where its object starts in ``value`` (0: a local copy's record, which
     has no object)."""

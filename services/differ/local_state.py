@@ -30,13 +30,13 @@ from pathlib import Path
 import orjson
 from rocksdict import ColumnFamily, DBCompressionType, Options, Rdict, WriteBatch, WriteOptions
 
+from services.differ.changelog_codec import without_object
 from services.differ.object_bodies import ResourceSlot
 
 _BODY = b"b"
 _MIRROR = b"m"
 _OFFSET = b"o"
 _IDENTITY = b"identity"  # in the default column family
-_RESOURCE_RECORD = b'["r"'
 # Pending writes go to RocksDB in batches of this many operations: a restore of a million
 # objects must not hold them all in one write batch. Safe because the offset is written last.
 _WRITE_EVERY = 5000
@@ -198,10 +198,7 @@ class PartitionState:
         if value is None:
             self._batch.delete(_MIRROR + key)
         else:
-            if key.startswith(_RESOURCE_RECORD):
-                end = value.find(b"\n")  # not partition(): that copies the object too
-                value = value[:end] if end >= 0 else value
-            self._batch.put(_MIRROR + key, value)
+            self._batch.put(_MIRROR + key, without_object(key, value))
         self._write_when_full()
 
     def flush(self, input_offset: int | None) -> None:

@@ -147,3 +147,15 @@ def test_a_dropped_partition_is_gone_and_the_others_stay(tmp_path: Path) -> None
     assert reopened.partition(2).input_offset() is None  # back as a new, empty partition
     assert list(reopened.partition(2).changelog_records()) == []
     reopened.close()
+
+
+def test_the_changelog_copy_keeps_resource_records_without_their_object(tmp_path: Path) -> None:
+    database = LocalStateDb(tmp_path)
+    live = PartitionSnapshot(bodies=database.partition(0))
+    commit(live, [event("ADDED", "a")], 1)
+    records = dict(database.partition(0).changelog_records())
+    [resource] = [v for k, v in records.items() if k.startswith(b'["r"')]
+    assert b"\n" not in resource
+    assert json.loads(resource)["uid"] == "uid-a"
+    assert records[b'["s","inst"]'] == b'{"sequence":1}'  # other records whole
+    database.close()
