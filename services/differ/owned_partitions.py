@@ -58,7 +58,7 @@ class OwnedPartitions:
         self.unowned = UnownedState(self.state_cleanup_delay_s)
         if self.local is not None:
             self.unowned.unowned(self.local.stored_partitions(), time.monotonic())
-            metrics.LOCAL_STATE_PARTITIONS.set(len(self.unowned.partitions()))
+        self.refresh_gauges()
 
     # -- rebalance callbacks -----------------------------------------------------------------
 
