@@ -50,6 +50,7 @@ from confluent_kafka.admin import AdminClient
 
 from bench.differ_throughput import bootstrap, workload
 from deltawatch.avro_serde import AvroSerde
+from deltawatch.kafka_clients import produce_when_room
 from deltawatch.topics import TopicSpec, ensure_topics
 from deltawatch_tools.local_pipeline import WorkerProcess, start_worker, stop_workers, wait_ready
 
@@ -91,12 +92,7 @@ def produce_at_once(servers: str, topic: str, values: list[tuple[bytes, bytes]])
     producer.init_transactions(30)
     producer.begin_transaction()
     for key, value in values:
-        while True:
-            try:
-                producer.produce(topic, key=key, value=value)
-                break
-            except BufferError:
-                producer.poll(0.05)
+        produce_when_room(producer, topic, key=key, value=value, wait_s=0.05)
     producer.commit_transaction(60)
     return time.monotonic()
 
